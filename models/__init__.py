@@ -1,0 +1,1 @@
+"""Model manifest (``manifest.toml``), installed as ``edgeface_models``. No weights live here."""
