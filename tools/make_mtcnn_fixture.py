@@ -102,7 +102,7 @@ def run_reference(paths: list[Path], data: Path) -> list[dict[str, object]]:
         # rows: [image_id, x1, y1, x2, y2, score, lx0..lx4, ly0..ly4]; sorted by score desc
         for row in sorted(rows.tolist(), key=lambda r: -r[5]):
             xs, ys = row[6:11], row[11:16]
-            landmarks = [[round(x, 2), round(y, 2)] for x, y in zip(xs, ys)]
+            landmarks = [[round(x, 2), round(y, 2)] for x, y in zip(xs, ys, strict=True)]
             faces.append(
                 {
                     "box": [round(v, 2) for v in row[1:5]],
