@@ -29,6 +29,8 @@ class ModelEntry:
     source: dict[str, Any]
     preprocessing: dict[str, Any] = field(default_factory=dict)
     size: int | None = None
+    #: models whose embeddings can be compared share this id (float and INT8 variants do)
+    embedding_space: str | None = None
 
     @property
     def source_kind(self) -> str:
@@ -60,6 +62,7 @@ def load_manifest(path: Path | None = None) -> dict[str, ModelEntry]:
                 source=dict(spec["source"]),
                 preprocessing=dict(spec.get("preprocessing", {})),
                 size=spec.get("size"),
+                embedding_space=spec.get("embedding_space"),
             )
         except KeyError as exc:
             raise ConfigError(f"{p}: model '{name}' lacks field {exc}") from exc

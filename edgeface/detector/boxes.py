@@ -1,0 +1,108 @@
+"""Box arithmetic for the cascade: NMS, regression, squaring, padded crops.
+
+Boxes are float arrays ``(N, 4)`` of ``x1, y1, x2, y2`` in image pixels. Widths follow the
+original MTCNN convention ``x2 - x1 + 1`` (inclusive pixel boxes) wherever the networks were
+trained with it (regression and landmarks), so the outputs keep the published geometry.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+
+NmsMode = Literal["union", "min"]
+
+
+def areas(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+
+
+def nms(
+    boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: NmsMode = "union"
+) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best score first.
+
+    ``mode="union"`` is IoU; ``"min"`` divides the overlap by the smaller box, which after
+    O-Net removes a small box nested inside a larger face box.
+    """
+    if len(boxes) == 0:
+        return np.empty(0, dtype=np.intp)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = areas(boxes)
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
+        overlap = inter / denom
+        order = rest[overlap <= threshold]
+    return np.asarray(keep, dtype=np.intp)
+
+
+def regress(boxes: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Apply the networks' box regression (offsets in units of the box size)."""
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    return boxes + offsets * np.stack([w, h, w, h], axis=1)
+
+
+def square(boxes: np.ndarray) -> np.ndarray:
+    """Grow each box to a square around its centre (R-Net and O-Net take square crops)."""
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    x1 = boxes[:, 0] + w * 0.5 - side * 0.5
+    y1 = boxes[:, 1] + h * 0.5 - side * 0.5
+    return np.stack([x1, y1, x1 + side, y1 + side], axis=1)
+
+
+def crop_patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """Sample each box of ``image`` onto a ``size`` x ``size`` grid (bilinear, corner to corner).
+
+    Boxes may leave the image: outside pixels read as 0, which in the normalized MTCNN input
+    is mid-grey, so a face cut by the frame edge keeps its scale and position in the crop.
+    Coordinates are scaled by ``(side - 1) / side`` as TensorFlow's ``crop_and_resize`` does
+    with boxes normalized by the image size. That is a sub-pixel detail, but O-Net's landmarks
+    move by a few percent with it, and keeping it makes our cascade agree with the reference
+    implementation whose LFW accuracy we quote (tests/test_mtcnn_reference.py).
+    Returns ``(N, size, size, C)`` float32 patches.
+    """
+    h, w, channels = image.shape
+    out = np.empty((len(boxes), size, size, channels), dtype=np.float32)
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    sampled = boxes.astype(np.float64) * np.array([(w - 1) / w, (h - 1) / h] * 2)
+    for k, (x1, y1, x2, y2) in enumerate(sampled):
+        to_source = np.array(
+            [[(x2 - x1) / (size - 1), 0.0, x1], [0.0, (y2 - y1) / (size - 1), y1]], dtype=np.float64
+        )
+        patch = cv2.warpAffine(
+            image,
+            to_source,
+            (size, size),
+            flags=flags,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        out[k] = patch.reshape(size, size, channels)
+    return out
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Plain continuous IoU between two sets of boxes (for evaluation and tests)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)

@@ -1,0 +1,109 @@
+"""The MTCNN face detector: image pyramid -> P-Net -> R-Net -> O-Net.
+
+Settings mirror the original cascade (Zhang et al. 2016): pyramid factor 0.709, per-scale
+NMS 0.5 and cross-scale NMS 0.7 after P-Net, NMS 0.7 after R-Net, IoU-over-min NMS 0.7 after
+O-Net. Thresholds default to (0.6, 0.7, 0.7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from edgeface.backends.base import InferenceSession, open_session, register_backend
+from edgeface.detector.stages import OutputStage, ProposalStage, RefineStage, normalize
+from edgeface.errors import ConfigError
+from edgeface.imaging import ensure_rgb_uint8
+from edgeface.modelstore import resolve_model
+from edgeface.types import Face
+
+register_backend("numpy", "edgeface.detector.networks:NumpyMTCNNSession")
+
+NETS = ("pnet", "rnet", "onet")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Everything that changes what the cascade finds, with the published defaults."""
+
+    min_face_size: float = 20.0
+    scale_factor: float = 0.709
+    thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
+    nms_pnet_scale: float = 0.5
+    nms_pnet_all: float = 0.7
+    nms_rnet: float = 0.7
+    nms_onet: float = 0.7
+    #: inference backend for the three networks: "numpy", "onnxruntime" or "litert"
+    backend: str = "numpy"
+    #: per-network model files for non-NumPy backends ({"pnet": path, ...})
+    models: dict[str, str] = field(default_factory=dict)
+    #: options passed to the backend session (e.g. {"threads": 2})
+    session_options: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.min_face_size >= 12:
+            raise ConfigError(f"min_face_size must be >= 12 pixels, got {self.min_face_size}")
+        if not 0.1 <= self.scale_factor < 1.0:
+            raise ConfigError(f"scale_factor must be in [0.1, 1), got {self.scale_factor}")
+        if len(self.thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in self.thresholds):
+            raise ConfigError(f"thresholds must be three numbers in [0, 1], got {self.thresholds}")
+
+
+def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
+    """Scales at which a ``min_face_size`` face becomes P-Net's 12 px window, down to 12 px."""
+    m = 12.0 / min_face_size
+    side = min(height, width) * m
+    scales: list[float] = []
+    k = 0
+    while side >= 12.0:
+        scales.append(m * factor**k)
+        side *= factor
+        k += 1
+    return scales
+
+
+class MTCNNDetector:
+    """Finds faces and their five landmarks in RGB images."""
+
+    def __init__(self, config: DetectorConfig | None = None) -> None:
+        self.config = config or DetectorConfig()
+        sessions = {net: self._open(net) for net in NETS}
+        self.pnet = ProposalStage(sessions["pnet"])
+        self.rnet = RefineStage(sessions["rnet"])
+        self.onet = OutputStage(sessions["onet"])
+
+    def _open(self, net: str) -> InferenceSession:
+        cfg = self.config
+        if cfg.backend == "numpy":
+            path = Path(cfg.models["mtcnn"]) if "mtcnn" in cfg.models else resolve_model("mtcnn")
+            return open_session(path, "numpy", net=net)
+        if net not in cfg.models:
+            raise ConfigError(f"detector backend '{cfg.backend}' needs a model file for '{net}'")
+        return open_session(cfg.models[net], cfg.backend, **cfg.session_options)
+
+    def detect(self, image: np.ndarray, *, color: Literal["rgb", "bgr"] = "rgb") -> list[Face]:
+        """Faces in ``image`` (uint8 HxWx3 in ``color`` order), highest score first."""
+        rgb = ensure_rgb_uint8(image, assume_bgr=(color == "bgr"))
+        cfg = self.config
+        h, w = rgb.shape[:2]
+        scales = pyramid_scales(h, w, cfg.min_face_size, cfg.scale_factor)
+        if not scales:
+            return []
+        x = normalize(rgb)
+        t1, t2, t3 = cfg.thresholds
+        cand = self.pnet(x, scales, t1, cfg.nms_pnet_scale, cfg.nms_pnet_all)
+        cand = self.rnet(x, cand, t2, cfg.nms_rnet)
+        cand = self.onet(x, cand, t3, cfg.nms_onet)
+        order = np.argsort(-cand.scores, kind="stable")
+        assert cand.landmarks is not None or not len(order)
+        return [
+            Face(
+                box=tuple(float(v) for v in cand.boxes[i]),  # type: ignore[arg-type]
+                score=float(cand.scores[i]),
+                landmarks=cand.landmarks[i].astype(np.float32),  # type: ignore[index]
+            )
+            for i in order
+        ]

@@ -1,0 +1,94 @@
+"""P-Net, R-Net and O-Net as NumPy sessions over the pickle-free weight file.
+
+They implement the same ``InferenceSession`` shape as the ONNX Runtime and LiteRT backends
+(``info`` + ``run``), so the cascade stages do not care which one they drive. Outputs:
+P-Net ``[prob (N,H,W), box (N,H,W,4)]``; R-Net ``[prob (N,), box (N,4)]``;
+O-Net ``[prob (N,), box (N,4), landmarks (N,10)]``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.backends.base import SessionInfo
+from edgeface.detector import layers as L
+from edgeface.errors import ModelError
+
+INPUT_SIZES: dict[str, int | None] = {"pnet": None, "rnet": 24, "onet": 48}
+
+
+def load_weights(path: Path, net: str) -> dict[str, np.ndarray]:
+    """Arrays of one net from the .npz; ``allow_pickle=False`` so a hostile file cannot run code."""
+    prefix = f"{net}."
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            weights = {
+                k[len(prefix) :]: data[k].astype(np.float32) for k in data if k.startswith(prefix)
+            }
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelError(f"{path}: not a readable MTCNN weight file ({exc})") from exc
+    if not weights:
+        raise ModelError(f"{path}: has no '{net}' weights")
+    return weights
+
+
+class NumpyMTCNNSession:
+    """One MTCNN network evaluated with :mod:`edgeface.detector.layers`."""
+
+    def __init__(self, path: Path, *, net: str) -> None:
+        if net not in INPUT_SIZES:
+            raise ModelError(f"unknown MTCNN network '{net}'")
+        self.net = net
+        self.w = load_weights(Path(path), net)
+        size = INPUT_SIZES[net]
+        self.info = SessionInfo(
+            input_shape=(None, size, size, 3), input_layout="NHWC", backend="numpy", path=Path(path)
+        )
+        self._forward = {"pnet": self._pnet, "rnet": self._rnet, "onet": self._onet}[net]
+        try:
+            self._forward(np.zeros((1, size or 12, size or 12, 3), np.float32))
+        except (KeyError, ValueError) as exc:
+            raise ModelError(
+                f"{path}: '{net}' weights have the wrong names or shapes ({exc})"
+            ) from exc
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        return self._forward(np.ascontiguousarray(x, dtype=np.float32))
+
+    def _block(self, x: np.ndarray, i: int) -> np.ndarray:
+        w = self.w
+        return L.prelu(L.conv2d(x, w[f"conv{i}.w"], w[f"conv{i}.b"]), w[f"prelu{i}"])
+
+    def _heads(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        w = self.w
+        prob = L.softmax_face_probability(L.dense(x, w["score.w"], w["score.b"]))
+        return prob, L.dense(x, w["box.w"], w["box.b"])
+
+    def _pnet(self, x: np.ndarray) -> list[np.ndarray]:
+        w = self.w
+        x = L.max_pool(self._block(x, 1), 2, 2, "same")
+        x = self._block(self._block(x, 2), 3)
+        prob = L.softmax_face_probability(L.conv2d(x, w["score.w"], w["score.b"]))
+        return [prob, L.conv2d(x, w["box.w"], w["box.b"])]
+
+    def _rnet(self, x: np.ndarray) -> list[np.ndarray]:
+        w = self.w
+        x = L.max_pool(self._block(x, 1), 3, 2, "same")
+        x = L.max_pool(self._block(x, 2), 3, 2, "valid")
+        x = L.flatten_caffe_order(self._block(x, 3))
+        x = L.prelu(L.dense(x, w["fc4.w"], w["fc4.b"]), w["prelu4"])
+        prob, box = self._heads(x)
+        return [prob, box]
+
+    def _onet(self, x: np.ndarray) -> list[np.ndarray]:
+        w = self.w
+        x = L.max_pool(self._block(x, 1), 3, 2, "same")
+        x = L.max_pool(self._block(x, 2), 3, 2, "valid")
+        x = L.max_pool(self._block(x, 3), 2, 2, "same")
+        x = L.flatten_caffe_order(self._block(x, 4))
+        x = L.prelu(L.dense(x, w["fc5.w"], w["fc5.b"]), w["prelu5"])
+        prob, box = self._heads(x)
+        return [prob, box, L.dense(x, w["landmarks.w"], w["landmarks.b"])]
