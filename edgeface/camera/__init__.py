@@ -1,0 +1,21 @@
+"""Camera sources: one interface (:class:`FrameSource`) yielding RGB frames with timestamps.
+
+Use :func:`open_source` with a config table (``{kind = "opencv", device = 0}``); the kinds are
+registered in :mod:`edgeface.camera.factory`, so adding a camera type never touches callers.
+"""
+
+from edgeface.camera.backoff import Backoff
+from edgeface.camera.base import CameraError, EndOfStream, Frame, FrameSource
+from edgeface.camera.factory import SOURCE_KINDS, open_source
+from edgeface.camera.resilient import ResilientSource
+
+__all__ = [
+    "SOURCE_KINDS",
+    "Backoff",
+    "CameraError",
+    "EndOfStream",
+    "Frame",
+    "FrameSource",
+    "ResilientSource",
+    "open_source",
+]

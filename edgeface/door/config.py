@@ -1,0 +1,314 @@
+"""``door.toml``: the daemon's configuration, parsed with :mod:`tomllib` and validated up front.
+
+Every problem is a :class:`ConfigError` naming the key (``policy.k: must be <= policy.n``), and
+unknown keys are errors too: a door unit runs for months unattended, so a misspelt
+``unlock_s`` must stop ``--check`` rather than silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgeface.camera.factory import validate_source_config
+from edgeface.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+class Section:
+    """Typed, key-naming access to one TOML table; ``finish`` rejects keys nobody read."""
+
+    def __init__(self, raw: Any, name: str) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{name}: expected a table, got {type(raw).__name__}")
+        self.raw = dict(raw)
+        self.name = name
+        self.used: set[str] = set()
+
+    def get(
+        self,
+        key: str,
+        kind: type | tuple[type, ...],
+        default: Any = None,
+        *,
+        required: bool = False,
+        check: Callable[[Any], str | None] | None = None,
+    ) -> Any:
+        self.used.add(key)
+        where = f"{self.name}.{key}"
+        if key not in self.raw:
+            if required:
+                raise ConfigError(f"{where}: required")
+            return default
+        value = self.raw[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        ok = (bool in kinds) if isinstance(value, bool) else isinstance(value, kinds)
+        if not ok:
+            names = " or ".join(k.__name__ for k in kinds)
+            raise ConfigError(f"{where}: expected {names}, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
+        if check is not None and (problem := check(value)):
+            raise ConfigError(f"{where}: {problem}, got {value!r}")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.raw) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.name}.{unknown[0]}: unknown key")
+
+
+def positive(v: float) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def non_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def unit_interval(v: float) -> str | None:
+    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
+
+
+def str_list(v: list[Any]) -> str | None:
+    if not v or not all(isinstance(x, str) and x for x in v):
+        return "must be a non-empty list of strings"
+    return None
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """k-of-n voting, how long the door stays open, and the pause before the next unlock."""
+
+    k: int = 3
+    n: int = 5
+    window_s: float = 3.0
+    unlock_s: float = 5.0
+    cooldown_s: float = 2.0
+    min_face_size: float = 80.0
+    min_quality: float = 0.9
+
+
+@dataclass(frozen=True)
+class LockoutConfig:
+    """Anti-hammering: ``failures`` failed attempts within ``window_s`` pause recognition for
+    ``pause_s``, doubling on each repeat up to ``max_pause_s``; ``global_failures`` counts
+    across all sources. ``reset_after_s`` of quiet forgets the doubling."""
+
+    failures: int = 5
+    window_s: float = 60.0
+    pause_s: float = 30.0
+    max_pause_s: float = 960.0
+    global_failures: int = 10
+    reset_after_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class RecognitionConfig:
+    far: float = 1e-3
+    threshold: float | None = None
+    select: str = "largest"
+    max_fps: float = 5.0
+    models: tuple[str, ...] = ("mtcnn", "mobilefacenet")
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    path: Path | None = None
+    key_file: Path | None = None
+    key_credential: str | None = None
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    path: Path = Path("/var/lib/edgeface/audit/door.jsonl")
+    max_bytes: int = 10_000_000
+    keep: int = 50
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    watchdog: bool = True
+    stall_s: float = 10.0
+    max_consecutive_errors: int = 20
+    status_interval_s: float = 30.0
+    drop_frames: bool | None = None  # None: drop for live cameras, not for replays
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    camera: dict[str, Any]
+    actuator: dict[str, Any]
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    lockout: LockoutConfig = field(default_factory=LockoutConfig)
+    recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
+    gallery: GalleryConfig = field(default_factory=GalleryConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    source: str = "<dict>"
+
+
+SECTIONS = ("camera", "actuator", "policy", "lockout", "recognition", "gallery", "audit", "daemon")
+
+
+def _policy(s: Section) -> PolicyConfig:
+    d = PolicyConfig()
+    cfg = PolicyConfig(
+        k=s.get("k", int, d.k, check=positive),
+        n=s.get("n", int, d.n, check=positive),
+        window_s=s.get("window_s", float, d.window_s, check=positive),
+        unlock_s=s.get("unlock_s", float, d.unlock_s, check=positive),
+        cooldown_s=s.get("cooldown_s", float, d.cooldown_s, check=non_negative),
+        min_face_size=s.get("min_face_size", float, d.min_face_size, check=non_negative),
+        min_quality=s.get("min_quality", float, d.min_quality, check=non_negative),
+    )
+    if cfg.k > cfg.n:
+        raise ConfigError(f"policy.k: must be <= policy.n ({cfg.n}), got {cfg.k}")
+    if cfg.k < 2:
+        # One frame alone must never open a door: a single mis-match at FAR 1e-3 happens
+        # about once every thousand frames of a stranger, i.e. within minutes.
+        raise ConfigError(f"policy.k: must be >= 2 (one frame alone never unlocks), got {cfg.k}")
+    if cfg.unlock_s > 60:
+        raise ConfigError(f"policy.unlock_s: at most 60 s, got {cfg.unlock_s}")
+    return cfg
+
+
+def _lockout(s: Section) -> LockoutConfig:
+    d = LockoutConfig()
+    cfg = LockoutConfig(
+        failures=s.get("failures", int, d.failures, check=positive),
+        window_s=s.get("window_s", float, d.window_s, check=positive),
+        pause_s=s.get("pause_s", float, d.pause_s, check=positive),
+        max_pause_s=s.get("max_pause_s", float, d.max_pause_s, check=positive),
+        global_failures=s.get("global_failures", int, d.global_failures, check=positive),
+        reset_after_s=s.get("reset_after_s", float, d.reset_after_s, check=positive),
+    )
+    if cfg.max_pause_s < cfg.pause_s:
+        raise ConfigError(f"lockout.max_pause_s: must be >= lockout.pause_s ({cfg.pause_s})")
+    return cfg
+
+
+def _recognition(s: Section) -> RecognitionConfig:
+    d = RecognitionConfig()
+    thr = s.get(
+        "threshold", float, None, check=lambda v: None if -1 < v < 1 else "must be in (-1, 1)"
+    )
+    select = s.get("select", str, d.select)
+    if select not in ("largest", "central"):
+        raise ConfigError(f"recognition.select: 'largest' or 'central', got {select!r}")
+    models = s.get("models", list, list(d.models), check=str_list)
+    return RecognitionConfig(
+        far=s.get("far", float, d.far, check=unit_interval),
+        threshold=thr,
+        select=select,
+        max_fps=s.get("max_fps", float, d.max_fps, check=positive),
+        models=tuple(models),
+    )
+
+
+def _gallery(s: Section, base: Path) -> GalleryConfig:
+    path = s.get("path", str)
+    key_file = s.get("key_file", str)
+    cred = s.get("key_credential", str)
+    if key_file and cred:
+        raise ConfigError("gallery.key_file: give key_file or key_credential, not both")
+    return GalleryConfig(
+        path=(base / path) if path else None,
+        key_file=(base / key_file) if key_file else None,
+        key_credential=cred,
+    )
+
+
+def _audit(s: Section, base: Path) -> AuditConfig:
+    d = AuditConfig()
+    return AuditConfig(
+        path=base / s.get("path", str, str(d.path)),
+        max_bytes=s.get(
+            "max_bytes", int, d.max_bytes, check=lambda v: None if v >= 4096 else "must be >= 4096"
+        ),
+        keep=s.get("keep", int, d.keep, check=positive),
+    )
+
+
+def _daemon(s: Section) -> DaemonConfig:
+    d = DaemonConfig()
+    return DaemonConfig(
+        watchdog=s.get("watchdog", bool, d.watchdog),
+        stall_s=s.get("stall_s", float, d.stall_s, check=positive),
+        max_consecutive_errors=s.get(
+            "max_consecutive_errors", int, d.max_consecutive_errors, check=positive
+        ),
+        status_interval_s=s.get("status_interval_s", float, d.status_interval_s, check=positive),
+        drop_frames=s.get("drop_frames", bool, None),
+    )
+
+
+def _actuator(raw: Any) -> dict[str, Any]:
+    from edgeface.door.actuators import validate_actuator_config
+
+    s = Section(raw, "actuator")
+    return validate_actuator_config(s.raw)
+
+
+def parse_config(
+    raw: Mapping[str, Any], *, source: str = "<dict>", base: Path | None = None
+) -> DoorConfig:
+    """Validate a parsed TOML document; relative paths are resolved against ``base``."""
+    base = base or Path.cwd()
+    for key in raw:
+        if key not in SECTIONS:
+            raise ConfigError(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
+    if "camera" not in raw:
+        raise ConfigError('camera: required section (e.g. [camera] kind = "picamera2")')
+    if "actuator" not in raw:
+        raise ConfigError('actuator: required section (e.g. [actuator] kind = "dryrun")')
+    camera = Section(raw["camera"], "camera").raw
+    validate_source_config(camera, "camera")
+    if camera.get("kind") in ("images", "video") and "path" in camera:
+        camera["path"] = str(base / camera["path"])
+    out = {}
+    for name, build in (
+        ("policy", _policy),
+        ("lockout", _lockout),
+        ("recognition", _recognition),
+        ("daemon", _daemon),
+    ):
+        s = Section(raw.get(name), name)
+        out[name] = build(s)
+        s.finish()
+    for name, build_b in (("gallery", _gallery), ("audit", _audit)):
+        s = Section(raw.get(name), name)
+        out[name] = build_b(s, base)
+        s.finish()
+    return DoorConfig(camera=camera, actuator=_actuator(raw["actuator"]), source=source, **out)
+
+
+def load_config(path: str | Path) -> DoorConfig:
+    """Read and validate ``door.toml``; every failure is a one-line :class:`ConfigError`."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc})") from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+    try:
+        return parse_config(raw, source=str(p), base=p.resolve().parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from exc

@@ -1,0 +1,150 @@
+"""``edgeface door --check``: is this unit ready to run? One line per check, non-zero on failure.
+
+Run by an installer, by ``ExecStartPre=`` if wanted, and by an operator after changing the
+config. Checks never touch the relay (the daemon may be running and own the GPIO line); they
+check that the actuator's library and device exist instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeface.door.config import DoorConfig
+from edgeface.errors import EdgefaceError
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    message: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.message}"
+
+
+def _check(name: str, fn: Callable[[], str]) -> CheckResult:
+    try:
+        return CheckResult(name, True, fn())
+    except EdgefaceError as exc:
+        return CheckResult(name, False, str(exc))
+    except Exception as exc:  # a check must report, never crash the report
+        return CheckResult(name, False, f"{type(exc).__name__}: {exc}")
+
+
+def check_models(cfg: DoorConfig) -> list[CheckResult]:
+    from edgeface.modelstore import ModelResolver
+
+    resolver = ModelResolver.default()
+    return [
+        _check(f"model {name}", lambda name=name: f"{resolver.resolve(name)} (sha256 ok)")
+        for name in cfg.recognition.models
+    ]
+
+
+def check_gallery(cfg: DoorConfig) -> list[CheckResult]:
+    from edgeface.door.service import gallery_key, load_gallery
+
+    key = _check("gallery key", lambda: gallery_key(cfg).description)
+    if not key.ok:
+        return [key]
+
+    def gallery() -> str:
+        g = load_gallery(cfg)
+        if len(g) == 0:
+            raise EdgefaceError(f"{cfg.gallery.path}: gallery is empty (nobody can unlock)")
+        return f"{cfg.gallery.path}: {len(g)} identities, decrypted and authenticated"
+
+    return [key, _check("gallery", gallery)]
+
+
+def check_camera(cfg: DoorConfig, timeout_s: float = 10.0) -> CheckResult:
+    """Open the camera and read one frame, bounded by ``timeout_s`` (a hung driver)."""
+    from edgeface.camera import open_source
+
+    result: list[CheckResult] = []
+
+    def probe() -> str:
+        src = open_source(cfg.camera)
+        try:
+            frame = src.read()
+        finally:
+            src.close()
+        h, w = frame.image.shape[:2]
+        return f"{src.describe()}: got a {w}x{h} frame"
+
+    t = threading.Thread(target=lambda: result.append(_check("camera", probe)), daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if not result:
+        return CheckResult("camera", False, f"no frame within {timeout_s:.0f} s (driver hung?)")
+    return result[0]
+
+
+def check_actuator(cfg: DoorConfig) -> CheckResult:
+    a = cfg.actuator
+    kind = a["kind"]
+
+    def probe() -> str:
+        if kind in ("gpiozero", "gpiod"):
+            mod = "gpiozero" if kind == "gpiozero" else "gpiod"
+            if importlib.util.find_spec(mod) is None:
+                extra = "pi" if kind == "gpiozero" else "gpio"
+                raise EdgefaceError(f"{mod} is not installed (pip install 'edgeface[{extra}]')")
+        if kind == "gpiod":
+            chip = Path(a.get("chip", "/dev/gpiochip0"))
+            if not chip.exists():
+                raise EdgefaceError(f"{chip}: no such GPIO chip")
+            if not os.access(chip, os.R_OK | os.W_OK):
+                raise EdgefaceError(f"{chip}: no read/write permission")
+        if kind == "command":
+            import shutil
+
+            for key in ("unlock_command", "lock_command"):
+                exe = a[key][0]
+                if shutil.which(exe) is None:
+                    raise EdgefaceError(f"actuator.{key}: {exe} not found or not executable")
+        if kind == "file":
+            parent = Path(a["path"]).parent
+            if not os.access(parent, os.W_OK):
+                raise EdgefaceError(f"{parent}: not writable")
+        return f"{kind} configured" + (
+            " (dry run: the door is never switched)" if kind == "dryrun" else ""
+        )
+
+    return _check("actuator", probe)
+
+
+def check_audit(cfg: DoorConfig) -> CheckResult:
+    def probe() -> str:
+        from edgeface.door.audit import chain_files, verify_files
+
+        d = cfg.audit.path.parent
+        probe_dir = d if d.exists() else d.parent
+        if not os.access(probe_dir, os.W_OK):
+            raise EdgefaceError(f"{probe_dir}: audit directory not writable")
+        files = chain_files(cfg.audit.path)
+        if not files:
+            return f"{cfg.audit.path}: new log"
+        rep = verify_files(files)
+        if not rep.ok:
+            raise EdgefaceError(rep.errors[0])
+        return f"{cfg.audit.path}: chain ok, {rep.records} records, head {rep.head[:16]}"
+
+    return _check("audit log", probe)
+
+
+def run_checks(cfg: DoorConfig, *, camera: bool = True) -> list[CheckResult]:
+    results = [CheckResult("config", True, f"{cfg.source} is valid")]
+    results += check_models(cfg)
+    results += check_gallery(cfg)
+    results.append(check_actuator(cfg))
+    results.append(check_audit(cfg))
+    if camera:
+        results.append(check_camera(cfg))
+    return results

@@ -1,0 +1,92 @@
+"""Adapter from the recognition stack (detector, aligner, embedder, gallery) to :class:`Identifier`.
+
+Staged rather than calling ``FacePipeline.best_face`` so that (a) a face below the minimum
+size is never aligned or embedded (most frames at a door have a face too far away), and (b)
+each stage is timed for ``bench/bench_door.py``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from edgeface.door.identify import Observation
+
+
+def _pick(faces: list[Any], select: str, shape: tuple[int, ...]) -> Any:
+    if select == "central":
+        cy, cx = shape[0] / 2.0, shape[1] / 2.0
+        return min(faces, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)
+    return max(faces, key=lambda f: f.area)
+
+
+class PipelineIdentifier:
+    """``identify(rgb)``: best face -> size gate -> align -> embed -> gallery 1:N decision."""
+
+    def __init__(
+        self,
+        *,
+        detector: Any,
+        embedder: Any,
+        gallery: Any,
+        threshold: float,
+        align: Any = None,
+        select: str = "largest",
+        min_face_size: float = 0.0,
+        check_model: bool = True,
+    ) -> None:
+        if align is None:
+            from edgeface.aligner import align_face as align
+        self.detector = detector
+        self.embedder = embedder
+        self.gallery = gallery
+        self.threshold = float(threshold)
+        self.align = align
+        self.select = select
+        self.min_face_size = float(min_face_size)
+        self.model_ref: Any = None
+        if check_model:
+            from edgeface.gallery.store import ModelRef
+
+            self.model_ref = ModelRef.of(embedder)
+            gallery.check_model(self.model_ref)  # wrong model = fail at start, not per frame
+        #: cumulative seconds per stage, and the number of frames each stage ran on
+        self.timings: dict[str, float] = {"detect": 0.0, "align": 0.0, "embed": 0.0, "match": 0.0}
+        self.counts: dict[str, int] = dict.fromkeys(self.timings, 0)
+
+    def _timed(self, stage: str, t0: float) -> float:
+        t1 = time.perf_counter()
+        self.timings[stage] += t1 - t0
+        self.counts[stage] += 1
+        return t1
+
+    def identify(self, rgb: np.ndarray) -> Observation:
+        t = time.perf_counter()
+        faces = self.detector.detect(rgb)
+        t = self._timed("detect", t)
+        if not faces:
+            return Observation.no_face(self.threshold)
+        face = _pick(faces, self.select, rgb.shape)
+        if face.size < self.min_face_size:
+            return Observation(
+                None, None, float("nan"), self.threshold, float(face.score), float(face.size)
+            )
+        crop = self.align(rgb, face.landmarks, size=112).crop
+        t = self._timed("align", t)
+        emb = self.embedder.embed(crop[None])[0]
+        t = self._timed("embed", t)
+        decision = self.gallery.identify(emb, self.threshold, k=1)
+        self._timed("match", t)
+        best = decision.best
+        score = float(best.score) if best is not None else float("nan")
+        known = bool(decision.known and best is not None)
+        return Observation(
+            identity_id=best.identity_id if known else None,
+            name=best.name if known else None,
+            score=score,
+            threshold=self.threshold,
+            quality=float(face.score),
+            face_size=float(face.size),
+        )
