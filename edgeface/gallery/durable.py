@@ -1,0 +1,220 @@
+"""Crash-safe file replacement and the writers' lock.
+
+A door unit loses power whenever someone pulls the plug, often while it is saving. The rules
+here make every save all-or-nothing:
+
+* the new content goes to a temporary file *in the same directory* (so ``rename`` is atomic,
+  same filesystem), which is fsynced before it is renamed over the old name, and the directory
+  is fsynced after, so the rename itself survives power loss;
+* before the rename, the current file is kept as ``<name>.bak`` (a hard link, so it costs no
+  space and cannot fail half-way; a fsynced copy where links are not supported);
+* any ``OSError`` (full disk, read-only card, I/O error) removes the temporary file and raises
+  :class:`~edgeface.errors.StorageError`; the old file is never touched before the rename;
+* writers take an exclusive ``flock`` on ``<name>.lock`` around read-modify-write, so two
+  enrolling processes cannot lose each other's updates. Readers take no lock: ``rename``
+  guarantees they see either the old or the new complete file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import time
+from pathlib import Path
+from types import TracebackType
+
+from edgeface.errors import StorageError
+from edgeface.gallery.errors import GalleryError, GalleryNotFoundError, LockTimeoutError
+
+BACKUP_SUFFIX = ".bak"
+LOCK_SUFFIX = ".lock"
+_TMP_MARK = ".tmp-"
+
+
+def backup_path(path: Path) -> Path:
+    return path.with_name(path.name + BACKUP_SUFFIX)
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(path.name + LOCK_SUFFIX)
+
+
+def _tmp_name(path: Path, tag: str) -> Path:
+    return path.with_name(f".{path.name}{tag}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename/creation in ``directory`` durable (no-op where directories can't be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` may write less than asked (signals, pipes, quotas): loop until done."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # pragma: no cover - defensive, POSIX raises instead
+            raise OSError(errno.EIO, "short write")
+        view = view[written:]
+
+
+def _write_new_file(tmp: Path, data: bytes | memoryview, mode: int) -> None:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _keep_backup(path: Path) -> None:
+    """Make ``<path>.bak`` the current generation, atomically (link, else fsynced copy)."""
+    bak_tmp = _tmp_name(path, BACKUP_SUFFIX)
+    try:
+        try:
+            os.link(path, bak_tmp)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            # vfat & co.: no hard links; copy and fsync instead.
+            with open(path, "rb") as src:
+                _write_new_file(bak_tmp, src.read(), 0o600)
+        os.replace(bak_tmp, backup_path(path))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(bak_tmp)
+
+
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | memoryview, *, backup: bool = True
+) -> None:
+    """Replace ``path`` with ``data`` all-or-nothing; keep the previous file as ``.bak``.
+
+    Raises :class:`StorageError` (the old file and its backup unchanged) on any OS error.
+    """
+    p = Path(path)
+    tmp = _tmp_name(p, "")
+    try:
+        _write_new_file(tmp, data, 0o600)
+        if backup and p.exists():
+            _keep_backup(p)
+        os.replace(tmp, p)
+        fsync_dir(p.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENOSPC:
+            reason = "no space left on device"
+        raise StorageError(
+            f"{p}: cannot save gallery ({reason}); the previous version is unchanged"
+        ) from exc
+
+
+def copy_file(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` atomically (used for ``export`` of an untouched file)."""
+    with open(src, "rb") as f:
+        atomic_write(dst, f.read(), backup=False)
+
+
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """Read a whole gallery file, turning OS errors into gallery errors naming the file."""
+    p = Path(path)
+    try:
+        with open(p, "rb") as f:
+            return f.read()
+    except FileNotFoundError as exc:
+        raise GalleryNotFoundError(
+            f"{p}: gallery not found (create it with `edgeface gallery init`)"
+        ) from exc
+    except IsADirectoryError as exc:
+        raise GalleryError(f"{p}: is a directory, not a gallery file") from exc
+    except OSError as exc:
+        raise GalleryError(f"{p}: cannot read gallery ({exc.strerror or exc})") from exc
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Delete temporary files left by writers that were killed mid-save.
+
+    Only call this while holding the writer lock: then no live writer owns any of them.
+    """
+    removed = 0
+    prefix = f".{path.name}"
+    with contextlib.suppress(OSError):
+        for entry in path.parent.iterdir():
+            if entry.name.startswith(prefix) and _TMP_MARK in entry.name:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+                    removed += 1
+    return removed
+
+
+class WriterLock:
+    """Exclusive ``flock`` on ``<gallery>.lock``; waits up to ``timeout`` seconds.
+
+    The lock is on a separate file that is never renamed, so every writer locks the same inode
+    no matter how many times the gallery itself has been replaced. ``flock`` locks die with
+    their process, so a writer killed by SIGKILL or power loss never leaves a stale lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], timeout: float = 30.0) -> None:
+        self.path = lock_path(Path(path))
+        self.timeout = timeout
+        self._fd: int | None = None
+
+    def __enter__(self) -> WriterLock:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StorageError(
+                f"{self.path}: cannot create the gallery lock file ({exc.strerror or exc})"
+            ) from exc
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise LockTimeoutError(
+                        f"{self.path}: another process has been writing the gallery for more "
+                        f"than {self.timeout:g} s; try again later"
+                    ) from None
+                time.sleep(0.02)
+        self._fd = fd
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+__all__ = [
+    "BACKUP_SUFFIX",
+    "WriterLock",
+    "atomic_write",
+    "backup_path",
+    "copy_file",
+    "fsync_dir",
+    "read_file",
+    "remove_stale_temps",
+]
