@@ -59,7 +59,7 @@ class FakeCapture:
         self.reads_left = 2 if step == "short" else 10**9
         return self
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:
         return self.opened
 
     def set(self, prop: int, value: float) -> bool:

@@ -68,7 +68,7 @@ SOURCE_KINDS: dict[str, SourceKind] = {
 }
 
 #: keys the daemon reads from the camera table itself (not passed to the source)
-COMMON_KEYS = {"kind", "reconnect_initial_s", "reconnect_max_s", "stall_s"}
+COMMON_KEYS = {"kind", "reconnect_initial_s", "reconnect_max_s"}
 
 
 def _type_ok(value: Any, types: tuple[type, ...]) -> bool:

@@ -121,7 +121,12 @@ class RecognitionConfig:
     threshold: float | None = None
     select: str = "largest"
     max_fps: float = 5.0
-    models: tuple[str, ...] = ("mtcnn", "mobilefacenet")
+    #: manifest names whose sha256 ``--check`` verifies
+    models: tuple[str, ...] = ("mtcnn", "mobilefacenet-dyn")
+    embedder_model: str = "mobilefacenet-dyn"
+    #: explicit embedder file (e.g. the INT8 model); its manifest entry is ``embedder_model``
+    embedder_path: Path | None = None
+    detector_backend: str = "numpy"
 
 
 @dataclass(frozen=True)
@@ -200,7 +205,7 @@ def _lockout(s: Section) -> LockoutConfig:
     return cfg
 
 
-def _recognition(s: Section) -> RecognitionConfig:
+def _recognition(s: Section, base: Path) -> RecognitionConfig:
     d = RecognitionConfig()
     thr = s.get(
         "threshold", float, None, check=lambda v: None if -1 < v < 1 else "must be in (-1, 1)"
@@ -209,12 +214,16 @@ def _recognition(s: Section) -> RecognitionConfig:
     if select not in ("largest", "central"):
         raise ConfigError(f"recognition.select: 'largest' or 'central', got {select!r}")
     models = s.get("models", list, list(d.models), check=str_list)
+    emb_path = s.get("embedder_path", str)
     return RecognitionConfig(
         far=s.get("far", float, d.far, check=unit_interval),
         threshold=thr,
         select=select,
         max_fps=s.get("max_fps", float, d.max_fps, check=positive),
         models=tuple(models),
+        embedder_model=s.get("embedder_model", str, d.embedder_model),
+        embedder_path=(base / emb_path) if emb_path else None,
+        detector_backend=s.get("detector_backend", str, d.detector_backend),
     )
 
 
@@ -278,21 +287,27 @@ def parse_config(
     validate_source_config(camera, "camera")
     if camera.get("kind") in ("images", "video") and "path" in camera:
         camera["path"] = str(base / camera["path"])
-    out = {}
-    for name, build in (
-        ("policy", _policy),
-        ("lockout", _lockout),
-        ("recognition", _recognition),
-        ("daemon", _daemon),
-    ):
+    for key in ("reconnect_initial_s", "reconnect_max_s"):
+        v = camera.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            raise ConfigError(f"camera.{key}: expected a positive number, got {v!r}")
+    builders: dict[str, Callable[[Section, Path], Any]] = {
+        "policy": lambda s, b: _policy(s),
+        "lockout": lambda s, b: _lockout(s),
+        "recognition": _recognition,
+        "daemon": lambda s, b: _daemon(s),
+        "gallery": _gallery,
+        "audit": _audit,
+    }
+    out: dict[str, Any] = {}
+    for name, build in builders.items():
         s = Section(raw.get(name), name)
-        out[name] = build(s)
+        out[name] = build(s, base)
         s.finish()
-    for name, build_b in (("gallery", _gallery), ("audit", _audit)):
-        s = Section(raw.get(name), name)
-        out[name] = build_b(s, base)
-        s.finish()
-    return DoorConfig(camera=camera, actuator=_actuator(raw["actuator"]), source=source, **out)
+    actuator = _actuator(raw["actuator"])
+    if actuator["kind"] == "file":
+        actuator["path"] = str(base / actuator["path"])
+    return DoorConfig(camera=camera, actuator=actuator, source=source, **out)
 
 
 def load_config(path: str | Path) -> DoorConfig:

@@ -46,8 +46,24 @@ def build_identifier(cfg: DoorConfig) -> Identifier:
         from edgeface.recognition import FacePipeline
     except ImportError as exc:
         raise ModelError(f"recognition pipeline unavailable ({exc})") from exc
-    pipeline = FacePipeline.default()
+    from edgeface.detector import DetectorConfig
+    from edgeface.embedder import EmbedderConfig
+    from edgeface.recognition import PipelineConfig
+
     rc = cfg.recognition
+    # Faces below the policy's minimum are ignored anyway; not searching for them shrinks the
+    # MTCNN image pyramid, which is most of the per-frame cost.
+    min_detect = max(12.0, 0.8 * cfg.policy.min_face_size)
+    pipeline = FacePipeline.from_config(
+        PipelineConfig(
+            detector=DetectorConfig(min_face_size=min_detect, backend=rc.detector_backend),
+            embedder=EmbedderConfig(
+                model=rc.embedder_model,
+                path=str(rc.embedder_path) if rc.embedder_path else None,
+            ),
+            select=rc.select,  # type: ignore[arg-type]
+        )
+    )
     threshold = rc.threshold if rc.threshold is not None else pipeline.threshold(far=rc.far)
     return PipelineIdentifier(
         detector=pipeline.detector,
