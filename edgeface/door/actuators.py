@@ -356,6 +356,9 @@ class FailSecureActuator:
 
     def open(self) -> None:
         with self._mutex:
+            if self._closed:  # re-opened after close(): guard the exit again
+                self._closed = False
+                atexit.register(self.close)
             self.inner.open()
             self.lock()
 

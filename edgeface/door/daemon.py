@@ -229,10 +229,10 @@ class DoorDaemon:
                 return True
             self.sleep(wait)
             now = self.clock()
+        self._last_processed = now
         if self.lockout.active(self.source_name, now) is not None:
             self.stats.skipped_lockout += 1  # no embedding at all while locked out
             return True
-        self._last_processed = now
         t1 = time.perf_counter()
         try:
             obs = self.identifier.identify(frame.image)

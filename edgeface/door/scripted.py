@@ -93,3 +93,31 @@ class ManualTimer:
                 t.fn()  # type: ignore[operator]
                 n += 1
         return n
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m edgeface.door.scripted --config door.toml --script enrolled``: the real
+    daemon (camera, actuator, audit, signals, sd_notify) with a scripted identifier, for
+    fault-injection tests (kill it, unplug the camera) without loading models."""
+    import argparse
+    import logging
+
+    from edgeface.door.config import load_config
+    from edgeface.door.service import build_daemon
+
+    p = argparse.ArgumentParser(prog="python -m edgeface.door.scripted")
+    p.add_argument("--config", required=True)
+    p.add_argument("--script", choices=["enrolled", "stranger"], default="enrolled")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    cfg = load_config(args.config)
+    obs = enrolled() if args.script == "enrolled" else stranger()
+    daemon = build_daemon(cfg, identifier=ScriptedIdentifier([obs]))
+    daemon.install_signal_handlers()
+    return daemon.run()
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
