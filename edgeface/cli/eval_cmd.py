@@ -213,4 +213,14 @@ def _print_detect(results: dict[str, Any]) -> None:
 
 
 #: ``eval`` actions, in ``--help`` order; append ``_register_lfw`` etc. here
-ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [_register_detect]
+def _register_recognition(actions: argparse._SubParsersAction) -> None:
+    from edgeface.cli.eval_recognition import register_identify, register_lfw
+
+    register_lfw(actions)
+    register_identify(actions)
+
+
+ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _register_detect,
+    _register_recognition,
+]

@@ -19,6 +19,8 @@ from edgeface.errors import EdgefaceError
 #: sub-command modules, in the order ``--help`` lists them
 COMMANDS: list[str] = [
     "edgeface.cli.models_cmd",
+    "edgeface.cli.detect_cmd",
+    "edgeface.cli.recognize_cmd",
     "edgeface.cli.door_cmd",
     "edgeface.cli.eval_cmd",
 ]

@@ -1,0 +1,187 @@
+"""``edgeface eval lfw`` and ``edgeface eval identify``: recognition quality on LFW.
+
+Both share one expensive step, detect + align every image (cached with ``--crops``), then
+embed with the configured embedder (``--backend``, ``--model`` select a variant, e.g. INT8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.cli.eval_cmd import add_common_options, progress, write_json
+from edgeface.detector import DetectorConfig, MTCNNDetector
+from edgeface.embedder import Embedder, EmbedderConfig
+from edgeface.errors import ConfigError
+from edgeface.evaluation import lfw
+from edgeface.evaluation.datasets import find_data_root as data_root
+from edgeface.evaluation.verification import roc_curve, verification_report
+from edgeface.recognition.calibration import Calibration, default_calibration_path
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", metavar="DIR", help="LFW images/ folder (default: DATA/lfw/images)")
+    p.add_argument(
+        "--crops", metavar="NPZ", help="cache of aligned crops: read if present, else write"
+    )
+    p.add_argument(
+        "--backend", default="onnxruntime", help="embedder backend (default onnxruntime)"
+    )
+    p.add_argument("--model", metavar="FILE", help="embedding model file (default: manifest model)")
+    p.add_argument("--flip", action="store_true", help="add the mirrored crop's embedding")
+
+
+def register_lfw(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser("lfw", help="LFW pairs: k-fold accuracy, TAR@FAR, ROC, EER")
+    add_common_options(p)
+    add_model_options(p)
+    p.add_argument("--pairs", metavar="FILE", help="pairs file (default: DATA/lfw/pairs_dev.txt)")
+    p.add_argument("--plot", metavar="PNG", help="write the ROC curve here")
+    p.add_argument(
+        "--write-calibration",
+        nargs="?",
+        const="",
+        metavar="JSON",
+        help="also derive FAR thresholds from all impostor pairs of every LFW image and write "
+        "them (default: the packaged calibration file of the embedding model)",
+    )
+    p.set_defaults(func=run_lfw)
+
+
+def register_identify(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser("identify", help="open-set 1:N on LFW: rank-1 and DIR@FAR")
+    add_common_options(p)
+    add_model_options(p)
+    p.set_defaults(func=run_identify)
+
+
+def _images_dir(args: argparse.Namespace) -> Path:
+    images = Path(args.images) if args.images else data_root(args.data) / "lfw" / "images"
+    if not images.is_dir():
+        raise ConfigError(f"{images}: no such LFW images folder")
+    return images
+
+
+def _aligned(args: argparse.Namespace, keys: list[tuple[str, int]]) -> lfw.AlignedSet:
+    cache = Path(args.crops) if args.crops else None
+    if cache is not None and cache.is_file():
+        cached = lfw.AlignedSet.load(cache)
+        if set(keys) <= set(cached.keys):
+            return cached
+    detector = MTCNNDetector(DetectorConfig())
+    aligned = lfw.align_images(
+        _images_dir(args), keys, detector, lambda it, desc, n: progress(it, args, desc, n)
+    )
+    if cache is not None:
+        aligned.save(cache)
+    return aligned
+
+
+def _embedder(args: argparse.Namespace) -> Embedder:
+    return Embedder.from_config(
+        EmbedderConfig(backend=args.backend, path=args.model, flip=args.flip)
+    )
+
+
+def _timing(aligned: lfw.AlignedSet, ms_embed: float) -> dict[str, float]:
+    med = lambda xs: round(float(np.median(xs)), 2) if xs else None  # noqa: E731
+    return {"detect_ms_median": med(aligned.ms_detect), "align_ms_median": med(aligned.ms_align),
+            "embed_ms_per_face": round(ms_embed, 2)}  # fmt: skip
+
+
+def run_lfw(args: argparse.Namespace) -> int:
+    data = data_root(args.data)
+    pairs = lfw.read_pairs(Path(args.pairs) if args.pairs else data / "lfw" / "pairs_dev.txt")
+    images = _images_dir(args)
+    keys = lfw.all_images(images) if args.write_calibration is not None else pairs.images()
+    t0 = time.perf_counter()
+    aligned = _aligned(args, keys)
+    embedder = _embedder(args)
+    index = aligned.index()
+    emb, ms_embed = lfw.embed_crops(embedder, aligned.crops)
+    scores = lfw.pair_scores(pairs, index, emb)
+    report = verification_report(scores, pairs.same, pairs.folds)
+    pair_keys = pairs.images()
+    no_face = [f"{n}_{i:04d}" for n, i in pair_keys if not aligned.found[index[(n, i)]]]
+    out: dict[str, object] = {
+        "embedder": {"model_id": embedder.model_id, "sha256": embedder.model_sha256,
+                     "backend": args.backend, "flip": args.flip},
+        "verification": report.to_dict(),
+        "images": len(pair_keys),
+        "no_face": {"count": len(no_face), "fallback": "mean landmarks of detected faces",
+                    "images": no_face},
+        "timing": _timing(aligned, ms_embed),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }  # fmt: skip
+    if args.write_calibration is not None:
+        out["calibration"] = _calibrate(args, embedder, aligned, emb)
+    if args.plot:
+        from edgeface.evaluation.roc_plot import plot_roc_curves
+
+        plot_roc_curves(
+            {f"{embedder.model_id} ({args.backend})": roc_curve(scores, pairs.same)}, args.plot
+        )
+    _print_lfw(out)
+    if args.out:
+        write_json(args.out, out)
+    return 0
+
+
+def _calibrate(
+    args: argparse.Namespace, embedder: Embedder, aligned: lfw.AlignedSet, emb: np.ndarray
+) -> dict[str, object]:
+    labels = lfw.identity_labels(aligned.keys)
+    impostor, genuine = lfw.impostor_and_genuine_scores(emb[aligned.found], labels[aligned.found])
+    cal = Calibration.from_scores(
+        impostor,
+        embedding_space=embedder.model_id,
+        model_sha256=embedder.model_sha256,
+        source={"dataset": "LFW dev half (deep-funneled), faces found by our MTCNN",
+                "images": int(aligned.found.sum()), "genuine_pairs": len(genuine),
+                "flip": args.flip, "backend": args.backend},
+    )  # fmt: skip
+    cal.source["tar_at_thresholds"] = {
+        k: round(float(np.mean(genuine >= t)), 5) for k, t in cal.thresholds.items()
+    }
+    path = (
+        Path(args.write_calibration)
+        if args.write_calibration
+        else default_calibration_path(embedder.model_id)
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cal.save(path)
+    return {"path": str(path), "thresholds": cal.thresholds, "source": cal.source}
+
+
+def _print_lfw(out: dict) -> None:
+    v = out["verification"]
+    print(f"pairs {v['pairs']}  images {out['images']}  no face found {out['no_face']['count']}")
+    print(f"accuracy {100 * v['accuracy']:.2f}% +- {100 * v['accuracy_std']:.2f}  "
+          f"(folds: {', '.join(f'{100 * a:.2f}' for a in v['fold_accuracies'])})")  # fmt: skip
+    for far, tar in v["tar_at_far"].items():
+        print(f"TAR @ FAR {far}: {100 * tar:.2f}%  (threshold {v['thresholds_at_far'][far]:.4f})")
+    print(f"ROC AUC {v['roc_auc']:.5f}  EER {100 * v['eer']:.2f}%")
+    print("timing " + json.dumps(out["timing"]))
+    if "calibration" in out:
+        cal = out["calibration"]
+        print(f"calibration written to {cal['path']}: {cal['thresholds']}")
+
+
+def run_identify(args: argparse.Namespace) -> int:
+    keys = lfw.all_images(_images_dir(args))
+    aligned = _aligned(args, keys)
+    embedder = _embedder(args)
+    emb, _ = lfw.embed_crops(embedder, aligned.crops)
+    report = lfw.open_set_identification(aligned.keys, emb).to_dict()
+    print(f"gallery {report['gallery_size']} people, {report['genuine_probes']} genuine probes, "
+          f"{report['impostor_probes']} impostor probes")  # fmt: skip
+    print(f"rank-1 {100 * report['rank1']:.2f}%")
+    for far, v in report["dir_at_far"].items():
+        print(f"DIR @ FAR {far}: {100 * v:.2f}%  (threshold {report['thresholds'][far]:.4f})")
+    if args.out:
+        write_json(args.out, {"embedder": embedder.model_id, "identification": report})
+    return 0
