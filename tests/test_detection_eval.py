@@ -26,10 +26,6 @@ from edgeface.evaluation.detection import (
 )
 from edgeface.types import Face
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-DLIB = DATA / "detection" / "dlib_faces"
-MASKS = DATA / "detection" / "masks"
-
 
 def _face(box: tuple[float, float, float, float], score: float = 0.9) -> Face:
     return Face(box=box, score=score, landmarks=np.zeros((5, 2)))
@@ -180,24 +176,26 @@ def test_spread_sample_is_deterministic_and_spread() -> None:
 # ----------------------------------------------------------------------------- real XML files
 
 
-def test_masks_voc_annotations_match_the_data_readme() -> None:
-    anns = load_voc_dir(MASKS / "annotations", MASKS / "images")
+def test_masks_voc_annotations_match_the_data_readme(shared_data: Path) -> None:
+    masks = shared_data / "detection" / "masks"
+    anns = load_voc_dir(masks / "annotations", masks / "images")
     assert len(anns) == 427
     assert sum(len(a.boxes) for a in anns) == 2065
     assert all(a.image.is_file() for a in anns)
     labels = [lab for a in anns for lab in a.labels]
     assert set(labels) == {"con_mascarilla", "sin_mascarilla", "mascarilla_mal_puesta"}
-    first = parse_voc_xml(MASKS / "annotations" / "maksssksksss0.xml")
-    assert first.image == MASKS / "images" / "maksssksksss0.jpg"
+    first = parse_voc_xml(masks / "annotations" / "maksssksksss0.xml")
+    assert first.image == masks / "images" / "maksssksksss0.jpg"
     assert (first.width, first.height) == (512, 366)
     np.testing.assert_array_equal(first.boxes[0], [79, 105, 109, 142])
     assert not first.ignore.any()
     assert all((a.boxes[:, 2] > a.boxes[:, 0]).all() for a in anns)
 
 
-def test_dlib_annotations_match_the_data_readme() -> None:
-    train = parse_dlib_xml(DLIB / "training.xml")
-    test = parse_dlib_xml(DLIB / "testing.xml")
+def test_dlib_annotations_match_the_data_readme(shared_data: Path) -> None:
+    dlib = shared_data / "detection" / "dlib_faces"
+    train = parse_dlib_xml(dlib / "training.xml")
+    test = parse_dlib_xml(dlib / "testing.xml")
     anns = train + test
     assert (len(train), len(test)) == (4, 5)
     assert sum(len(a.boxes) for a in anns) == 43
@@ -207,13 +205,16 @@ def test_dlib_annotations_match_the_data_readme() -> None:
     # <box top='181' left='274' width='52' height='53'/>
     np.testing.assert_array_equal(first.boxes[0], [274, 181, 326, 234])
     assert (first.width, first.height) == (500, 332)
-    assert sum(len(a.boxes) for a in BOXED_SETS["dlib"].load(DATA)) == 43
+    assert sum(len(a.boxes) for a in BOXED_SETS["dlib"].load(shared_data)) == 43
 
 
-def test_data_root_found_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert find_data_root(DATA) == DATA
-    monkeypatch.setenv("EDGEFACE_DATA_DIR", str(DATA))
-    assert find_data_root() == DATA
+def test_data_root_found_and_missing(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = shared_data
+    assert find_data_root(data) == data
+    monkeypatch.setenv("EDGEFACE_DATA_DIR", str(data))
+    assert find_data_root() == data
     monkeypatch.setenv("EDGEFACE_DATA_DIR", str(tmp_path / "nope"))
     with pytest.raises(ConfigError, match="no such data folder"):
         find_data_root()
@@ -320,12 +321,12 @@ def test_eval_detect_malformed_xml_is_a_one_line_error(
 
 
 def test_eval_detect_on_real_dlib_faces_and_lfw(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    shared_data: Path, models_ready: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The issue's goal: recall >= 95 % on the dlib faces (IoU 0.4), with the real NumPy
     cascade; plus the LFW central-face rate on an evenly spread subset of 40 images."""
     out, png = tmp_path / "report.json", tmp_path / "pr.png"
-    argv = ["eval", "detect", "--data", str(DATA), "--sets", "dlib,lfw", "--limit", "40"]
+    argv = ["eval", "detect", "--data", str(shared_data), "--sets", "dlib,lfw", "--limit", "40"]
     rc = main([*argv, "--out", str(out), "--plot", str(png), "--no-progress"])
     printed = capsys.readouterr().out
     assert rc == 0

@@ -38,7 +38,6 @@ import pytest
 from edgeface.evaluation.detection import iou_matrix, match_pairs
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "mtcnn_reference.json"
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 COUNT_AGREEMENT = 0.95  # share of images with the same number of faces
 MATCHED_FRACTION = 0.95  # share of paired faces meeting both the IoU and landmark criteria
@@ -133,7 +132,7 @@ def _compare(fixture: dict, outputs: dict[str, list[dict]]) -> Agreement:
 # ----------------------------------------------------------------------------- fixture sanity
 
 
-def test_fixture_covers_enough_real_images() -> None:
+def test_fixture_covers_enough_real_images(shared_data: Path) -> None:
     fx = _load_fixture()
     paths = [r["path"] for r in fx["images"]]
     assert len(paths) >= 100
@@ -144,7 +143,7 @@ def test_fixture_covers_enough_real_images() -> None:
     assert fx["reference"] == {**fx["reference"], "package": "mtcnn", "version": "1.0.0"}
     assert fx["params"]["min_face_size"] == 20
     for rec in fx["images"]:
-        assert (DATA / rec["path"]).is_file(), rec["path"]
+        assert (shared_data / rec["path"]).is_file(), rec["path"]
         for f in rec["faces"]:
             assert len(f["box"]) == 4 and len(f["landmarks"]) == 5
     # the convention the fixture claims: left eye / left mouth corner are image-left
@@ -200,7 +199,7 @@ def test_comparator_catches_shifted_boxes_and_missing_faces() -> None:
 # ----------------------------------------------------------------------------- the real check
 
 
-def test_numpy_mtcnn_agrees_with_reference_package() -> None:
+def test_numpy_mtcnn_agrees_with_reference_package(shared_data: Path, models_ready: None) -> None:
     from edgeface.detector import DetectorConfig, MTCNNDetector
     from edgeface.imaging import load_image
 
@@ -220,7 +219,7 @@ def test_numpy_mtcnn_agrees_with_reference_package() -> None:
     det = MTCNNDetector(cfg)
     outputs = {}
     for rec in fx["images"]:
-        rgb = load_image(DATA / rec["path"])
+        rgb = load_image(shared_data / rec["path"])
         assert rgb.shape[:2] == (rec["height"], rec["width"])
         outputs[rec["path"]] = [f.to_dict() for f in det.detect(rgb)]
     agg = _compare(fx, outputs)
