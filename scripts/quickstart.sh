@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install edgeface and run its main job offline: detect faces and verify two photos.
+# Usage: bash scripts/quickstart.sh [IMAGE_A IMAGE_B]   (defaults: two LFW photos in ../shared)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh "onnx,tools"
+lfw="../shared/data/lfw/images"
+a="${1:-$lfw/Tony_Blair/Tony_Blair_0001.jpg}"
+b="${2:-$lfw/Tony_Blair/Tony_Blair_0010.jpg}"
+c="$lfw/Colin_Powell/Colin_Powell_0001.jpg"
+echo "== detect"
+.venv/bin/edgeface detect "$a" --draw quickstart-detect.png
+echo "   (drawing written to quickstart-detect.png)"
+echo "== verify: same person?"
+.venv/bin/edgeface verify "$a" "$b" || true
+if [ $# -eq 0 ]; then
+  echo "== verify: a different person"
+  .venv/bin/edgeface verify "$a" "$c" || true
+fi
