@@ -212,7 +212,6 @@ def _print_detect(results: dict[str, Any]) -> None:
         )
 
 
-#: ``eval`` actions, in ``--help`` order; append ``_register_lfw`` etc. here
 def _register_recognition(actions: argparse._SubParsersAction) -> None:
     from edgeface.cli.eval_recognition import register_identify, register_lfw
 
@@ -220,6 +219,7 @@ def _register_recognition(actions: argparse._SubParsersAction) -> None:
     register_identify(actions)
 
 
+#: ``eval`` actions, in ``--help`` order; append new ``_register_<action>`` functions here
 ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_detect,
     _register_recognition,
