@@ -1,0 +1,155 @@
+"""ONNX -> TFLite (NHWC) with onnx2tf, then float32 / float16 / full-integer INT8.
+
+onnx2tf turns the NCHW ONNX graph into an NHWC TensorFlow SavedModel (transposes folded away,
+which is what makes the TFLite graph fast on XNNPACK). We then run the TFLite converter
+ourselves rather than onnx2tf's built-in INT8 mode, because that mode calibrates on sample
+images it downloads, while we must calibrate on our own aligned faces and work offline.
+
+Both steps run in a child process: TensorFlow holds on to ~1 GB and many threads, and an
+operator's ``edgeface quantize build`` should not inherit that for the ONNX steps after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeface.errors import ConfigError, ModelError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    return env
+
+
+def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, timeout: float = 900) -> Path:
+    """Run onnx2tf on ``onnx_path``; returns the SavedModel directory.
+
+    The ONNX input should have a dynamic batch: with a fixed small batch onnx2tf validates its
+    output on sample images fetched from the internet, which an offline build cannot do.
+    """
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnx2tf",
+        "-i",
+        str(onnx_path),
+        "-o",
+        str(out_dir),
+        "-osd",
+        "-n",
+    ]
+    try:
+        res = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            env=_child_env(),
+            cwd=str(out_dir.parent),
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ModelError(f"onnx2tf did not finish within {timeout:.0f} s") from exc
+    if res.returncode != 0 or not (out_dir / "saved_model.pb").is_file():
+        tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+        raise ModelError(f"onnx2tf failed on {onnx_path}: {' | '.join(tail) or 'no output'}")
+    return out_dir
+
+
+_CONVERT_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+args = json.loads(sys.argv[1])
+conv = tf.lite.TFLiteConverter.from_saved_model(args["saved_model"])
+if args["precision"] == "fp16":
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+elif args["precision"] == "int8":
+    data = np.load(args["calib"], mmap_mode="r")
+    def rep():
+        for i in range(len(data)):
+            yield [np.asarray(data[i : i + 1], dtype=np.float32)]
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if args["allow_float_fallback"]:
+        ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+    conv.target_spec.supported_ops = ops
+    io = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[args["io_type"]]
+    conv.inference_input_type = io
+    conv.inference_output_type = io
+    if args.get("per_tensor"):
+        conv._experimental_disable_per_channel = True
+data = conv.convert()
+with open(args["out"], "wb") as f:
+    f.write(data)
+"""
+
+
+def saved_model_to_tflite(
+    saved_model: Path,
+    out: Path,
+    *,
+    precision: str = "fp32",
+    calib_nhwc: np.ndarray | None = None,
+    io_type: str = "int8",
+    allow_float_fallback: bool = False,
+    per_tensor: bool = False,
+    timeout: float = 1800,
+) -> dict[str, Any]:
+    """Convert a SavedModel to one TFLite file; returns the parameters for the manifest.
+
+    ``precision="int8"`` is full-integer quantization: every op int8 (``allow_float_fallback``
+    off), with int8, uint8 or float32 input/output (``io_type``) and ranges from
+    ``calib_nhwc`` (preprocessed float NHWC inputs, the representative dataset).
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"TFLite precision '{precision}' unknown (use {PRECISIONS})")
+    if io_type not in ("int8", "uint8", "float32"):
+        raise ConfigError(f"TFLite io type '{io_type}' unknown (use int8, uint8, float32)")
+    params: dict[str, Any] = {"precision": precision}
+    with tempfile.TemporaryDirectory(prefix="edgeface-tfl.") as tmp:
+        args: dict[str, Any] = {
+            "saved_model": str(saved_model),
+            "precision": precision,
+            "out": str(out),
+            "io_type": io_type,
+            "allow_float_fallback": allow_float_fallback,
+            "per_tensor": per_tensor,
+        }
+        if precision == "int8":
+            if calib_nhwc is None or len(calib_nhwc) == 0:
+                raise ConfigError("INT8 TFLite needs a non-empty representative dataset")
+            calib_path = Path(tmp) / "calib.npy"
+            np.save(calib_path, np.asarray(calib_nhwc, np.float32))
+            args["calib"] = str(calib_path)
+            params.update(
+                io_type=io_type,
+                allow_float_fallback=allow_float_fallback,
+                per_channel=not per_tensor,
+                representative_samples=len(calib_nhwc),
+            )
+        cmd = [sys.executable, "-c", _CONVERT_SCRIPT, json.dumps(args)]
+        try:
+            res = subprocess.run(
+                cmd, capture_output=True, text=True, env=_child_env(), timeout=timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ModelError(f"TFLite conversion did not finish within {timeout:.0f} s") from exc
+        if res.returncode != 0 or not out.is_file():
+            tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
+            raise ModelError(f"TFLite conversion ({precision}) failed: {' | '.join(tail)}")
+    return params
