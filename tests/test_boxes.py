@@ -64,3 +64,35 @@ def test_iou_matrix_known_values() -> None:
     a = np.array([[0, 0, 10, 10]], float)
     b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 20, 30, 30]], float)
     np.testing.assert_allclose(B.iou_matrix(a, b), [[1.0, 50 / 150, 0.0]])
+
+
+def test_reference_nms_lets_suppressed_boxes_suppress_but_greedy_does_not() -> None:
+    # A overlaps B, B overlaps C, A does not overlap C
+    boxes = np.array([[0, 0, 9, 9], [4, 0, 13, 9], [8, 0, 17, 9]], float)
+    scores = np.array([0.9, 0.8, 0.7])
+    assert B.nms(boxes, scores, 0.3).tolist() == [0]
+    assert B.nms(boxes, scores, 0.3, greedy=True).tolist() == [0, 2]
+
+
+def test_blocked_nms_equals_the_plain_definition_on_many_boxes(rng: np.random.Generator) -> None:
+    centres = rng.uniform(0, 300, (1500, 2))
+    sizes = rng.uniform(10, 60, 1500)
+    boxes = np.c_[centres - sizes[:, None] / 2, centres + sizes[:, None] / 2]
+    scores = rng.random(1500)
+    order = np.argsort(-scores, kind="stable")
+    ranked = boxes[order]
+    expected = []
+    for i in range(len(ranked)):
+        if i == 0:
+            expected.append(order[0])
+            continue
+        x1 = np.maximum(ranked[:i, 0], ranked[i, 0])
+        y1 = np.maximum(ranked[:i, 1], ranked[i, 1])
+        x2 = np.minimum(ranked[:i, 2], ranked[i, 2])
+        y2 = np.minimum(ranked[:i, 3], ranked[i, 3])
+        inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+        area = (ranked[:, 2] - ranked[:, 0]) * (ranked[:, 3] - ranked[:, 1])
+        iou = inter / (area[:i] + area[i] - inter)
+        if not np.any(iou > 0.5):
+            expected.append(order[i])
+    assert B.nms(boxes, scores, 0.5).tolist() == [int(v) for v in expected]

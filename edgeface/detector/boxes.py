@@ -1,8 +1,8 @@
 """Box arithmetic for the cascade: NMS, regression, squaring, padded crops.
 
-Boxes are float arrays ``(N, 4)`` of ``x1, y1, x2, y2`` in image pixels. Widths follow the
-original MTCNN convention ``x2 - x1 + 1`` (inclusive pixel boxes) wherever the networks were
-trained with it (regression and landmarks), so the outputs keep the published geometry.
+Boxes are float arrays ``(N, 4)`` of ``x1, y1, x2, y2`` in image pixels. Regression and
+landmarks use the original MTCNN width ``x2 - x1 + 1`` (the nets were trained with inclusive
+pixel boxes); overlaps for NMS use continuous areas, as the reference implementation does.
 """
 
 from __future__ import annotations
@@ -15,34 +15,67 @@ import numpy as np
 NmsMode = Literal["union", "min"]
 
 
-def areas(boxes: np.ndarray) -> np.ndarray:
-    return (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
-
-
 def nms(
-    boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: NmsMode = "union"
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    threshold: float,
+    mode: NmsMode = "union",
+    *,
+    greedy: bool = False,
 ) -> np.ndarray:
-    """Indices of the boxes kept by greedy non-maximum suppression, best score first.
+    """Indices of the boxes kept by non-maximum suppression, best score first.
 
     ``mode="union"`` is IoU; ``"min"`` divides the overlap by the smaller box, which after
     O-Net removes a small box nested inside a larger face box.
+
+    By default a box is dropped when it overlaps *any* higher-scored box, suppressed or not
+    (as the reference MTCNN implementation does): that needs no sequential loop, so it is
+    computed in blocks of whole-matrix operations. ``greedy=True`` is the textbook variant in
+    which only kept boxes suppress; it keeps a few more boxes in crowds.
     """
     if len(boxes) == 0:
         return np.empty(0, dtype=np.intp)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = areas(boxes)
     order = np.argsort(-scores, kind="stable")
+    ranked = boxes[order]
+    if greedy:
+        return order[_nms_greedy(ranked, threshold, mode)]
+    keep = np.ones(len(ranked), dtype=bool)
+    idx = np.arange(len(ranked))
+    for start in range(0, len(ranked), _BLOCK):
+        cols = idx[start : start + _BLOCK]
+        rows = idx[: cols[-1]]  # only higher-scored boxes can suppress
+        if rows.size == 0:
+            continue
+        over = _overlap(ranked, rows[:, None], cols[None, :], mode) > threshold
+        over &= rows[:, None] < cols[None, :]
+        keep[cols] = ~over.any(axis=0)
+    return order[keep]
+
+
+#: columns per block of the overlap matrix (bounds memory to ~N x 512 per step)
+_BLOCK = 512
+
+
+def _overlap(boxes: np.ndarray, i: np.ndarray | int, rest: np.ndarray, mode: NmsMode) -> np.ndarray:
+    """Overlap of continuous boxes (no +1: after regression these are not pixel indices)."""
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = (x2 - x1) * (y2 - y1)
+    w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]))
+    h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]))
+    inter = w * h
+    if mode == "min":
+        return inter / np.maximum(np.minimum(area[i], area[rest]), 1e-9)
+    return inter / np.maximum(area[i] + area[rest] - inter, 1e-9)
+
+
+def _nms_greedy(ranked: np.ndarray, threshold: float, mode: NmsMode) -> np.ndarray:
     keep: list[int] = []
+    order = np.arange(len(ranked))
     while order.size:
         i = order[0]
         keep.append(int(i))
         rest = order[1:]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
-        inter = w * h
-        denom = np.minimum(area[i], area[rest]) if mode == "min" else area[i] + area[rest] - inter
-        overlap = inter / denom
-        order = rest[overlap <= threshold]
+        order = rest[_overlap(ranked, i, rest, mode) <= threshold]
     return np.asarray(keep, dtype=np.intp)
 
 

@@ -36,38 +36,43 @@ def dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
 
 def prelu(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """PReLU with one slope per channel (broadcast over the last axis), in place."""
-    slope = alpha.reshape(-1)
+    """PReLU with one slope per channel (last axis), in place: x + (a - 1) * min(x, 0).
+
+    One temporary and three passes, instead of the textbook max + a * min (two temporaries,
+    four passes): this layer follows every convolution, so it is on the hot path.
+    """
     neg = np.minimum(x, 0.0)
-    np.maximum(x, 0.0, out=x)
-    x += neg * slope
+    neg *= alpha.reshape(-1) - 1.0
+    x += neg
     return x
 
 
 def max_pool(x: np.ndarray, size: int, stride: int, padding: str) -> np.ndarray:
-    """Max pooling with TensorFlow's 'same' or 'valid' padding (Caffe ceil mode == 'same' here)."""
+    """Max pooling with TensorFlow's 'same' or 'valid' padding (Caffe ceil mode == 'same' here).
+
+    Separable: the max over rows, then over columns of that (2 * size passes, not size**2).
+    """
     h, w = x.shape[1:3]
     if padding == "same":
         ho, wo = math.ceil(h / stride), math.ceil(w / stride)
         pad_h = max((ho - 1) * stride + size - h, 0)
         pad_w = max((wo - 1) * stride + size - w, 0)
-        top, left = pad_h // 2, pad_w // 2
         if pad_h or pad_w:
-            x = np.pad(
-                x,
-                ((0, 0), (top, pad_h - top), (left, pad_w - left), (0, 0)),
-                constant_values=-np.inf,
-            )
+            top, left = pad_h // 2, pad_w // 2
+            padded = np.full((x.shape[0], h + pad_h, w + pad_w, x.shape[3]), -np.inf, x.dtype)
+            padded[:, top : top + h, left : left + w] = x
+            x = padded
     elif padding == "valid":
         ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
     else:
         raise ValueError(f"unknown padding {padding!r}")
     span_h, span_w = (ho - 1) * stride + 1, (wo - 1) * stride + 1
-    out = x[:, 0:span_h:stride, 0:span_w:stride, :].copy()
-    for i in range(size):
-        for j in range(size):
-            if i or j:
-                np.maximum(out, x[:, i : i + span_h : stride, j : j + span_w : stride, :], out=out)
+    rows = x[:, 0:span_h:stride].copy()
+    for i in range(1, size):
+        np.maximum(rows, x[:, i : i + span_h : stride], out=rows)
+    out = rows[:, :, 0:span_w:stride].copy()
+    for j in range(1, size):
+        np.maximum(out, rows[:, :, j : j + span_w : stride], out=out)
     return out
 
 
