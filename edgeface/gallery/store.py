@@ -367,6 +367,41 @@ class Gallery:
             self.check_model(model)
         return self.matcher().decide(probe, threshold, k)
 
+    @classmethod
+    def from_arrays(
+        cls,
+        names: Sequence[str],
+        embeddings: np.ndarray,
+        counts: Sequence[int],
+        model: ModelRef,
+        *,
+        quality: np.ndarray | None = None,
+        max_templates: int = DEFAULT_MAX_TEMPLATES,
+    ) -> Gallery:
+        """Bulk-build a gallery (benchmarks, migrations): ``embeddings`` (T, D) rows grouped
+        by identity, ``counts[i]`` rows for ``names[i]``. Ids are fresh uuid4s."""
+        emb = np.asarray(embeddings, np.float32)
+        counts_a = np.asarray(counts, np.int64)
+        if len(names) != len(counts_a) or int(counts_a.sum()) != len(emb) or emb.ndim != 2:
+            raise GalleryError("names, counts and embedding rows do not match")
+        if counts_a.size and (counts_a.min() < 1 or counts_a.max() > max_templates):
+            raise GalleryError(f"each identity needs 1..{max_templates} templates")
+        norms = np.linalg.norm(emb, axis=1, keepdims=True)
+        if not np.all(np.isfinite(emb)) or np.any(norms < 1e-6):
+            raise GalleryError("embedding is not finite or has zero length")
+        g = cls(dim=emb.shape[1], max_templates=max_templates, model=model)
+        now = time.time()
+        g._rows = [
+            [str(uuid.uuid4()), _clean_name(n), now, now, int(c)]
+            for n, c in zip(names, counts_a, strict=True)
+        ]
+        g._reindex()
+        t = len(emb)
+        q = np.ones(t, np.float32) if quality is None else np.asarray(quality, np.float32)
+        g._chunks = [(np.full(t, now), emb / norms, q, np.zeros(t, np.uint16))]
+        g.dirty = True
+        return g
+
     # ----------------------------------------------------------------- (de)serialization
     def fingerprint(self) -> str:
         """Digest of the content (ids, names, times, templates), ignoring the generation."""

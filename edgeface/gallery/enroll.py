@@ -1,0 +1,271 @@
+"""Enrollment: photos, a folder per person, or camera frames -> gated, ranked templates.
+
+The pipeline is injected (anything with ``analyze(rgb) -> [FaceResult]`` and an ``embedder``
+with ``model_id``/``model_sha256``), so this module has no model loading of its own and the
+store/matching tests need no models.
+
+Rules, in order, for each image or frame:
+
+1. no face found -> rejected ("no face");
+2. faces at least ``min_face_size`` big are the *candidates*; tiny background faces are
+   ignored so a crowd behind the person does not block enrollment, but if there is no
+   candidate the image is rejected as "face too small";
+3. more than one candidate -> rejected ("several faces") unless ``take_largest``;
+4. the chosen face must pass the quality gates (sharpness, pose, detection score);
+5. of the accepted images the ``max_templates`` best by quality score are kept.
+
+Before a new person is added, :func:`find_duplicates` compares their templates with everyone
+enrolled: a match above the identification threshold is reported, because enrolling the same
+person twice (or a look-alike) makes later identifications ambiguous.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgeface.errors import ImageError, NoFaceError
+from edgeface.gallery.matching import Match
+from edgeface.gallery.quality import FaceQuality, QualityGates, assess
+from edgeface.gallery.store import Gallery, ModelRef, Template
+from edgeface.imaging import load_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
+
+
+class PipelineLike(Protocol):
+    embedder: Any
+
+    def analyze(self, image: np.ndarray) -> list[Any]: ...
+
+
+@dataclass
+class Candidate:
+    """The outcome for one image or frame."""
+
+    source: str
+    template: Template | None = None
+    quality: FaceQuality | None = None
+    reason: str | None = None  # why it was rejected
+
+    @property
+    def accepted(self) -> bool:
+        return self.template is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "accepted": self.accepted,
+            "reason": self.reason,
+            "quality": None if self.template is None else round(self.template.quality, 4),
+            "measures": None if self.quality is None else self.quality.to_dict(),
+        }
+
+
+@dataclass
+class EnrollmentPlan:
+    """Templates chosen for one person, with every image's verdict."""
+
+    name: str
+    candidates: list[Candidate] = field(default_factory=list)
+    templates: list[Template] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> list[Candidate]:
+        return [c for c in self.candidates if not c.accepted]
+
+
+class Enroller:
+    """Turns images into quality-gated templates with an injected face pipeline."""
+
+    def __init__(
+        self,
+        pipeline: PipelineLike,
+        *,
+        gates: QualityGates | None = None,
+        max_templates: int = 5,
+        take_largest: bool = False,
+    ) -> None:
+        self.pipeline = pipeline
+        self.gates = gates or QualityGates()
+        self.max_templates = max_templates
+        self.take_largest = take_largest
+        self.model = ModelRef.of(pipeline.embedder)
+
+    def assess_image(self, image: np.ndarray, source: str) -> Candidate:
+        """Apply the rules to one RGB image."""
+        faces = self.pipeline.analyze(image)
+        if not faces:
+            return Candidate(source, reason="no face found")
+        big = [r for r in faces if r.face.size >= self.gates.min_face_size]
+        if not big:
+            largest = max(faces, key=lambda r: r.face.area)
+            return Candidate(
+                source,
+                reason=f"face too small ({largest.face.size:.0f} px < "
+                f"{self.gates.min_face_size:.0f} px)",
+            )
+        if len(big) > 1 and not self.take_largest:
+            return Candidate(
+                source, reason=f"several faces ({len(big)}); use --take-largest to pick one"
+            )
+        chosen = max(big, key=lambda r: r.face.area)
+        quality = assess(chosen.face, chosen.crop)
+        failures = quality.failures(self.gates)
+        if failures:
+            return Candidate(source, quality=quality, reason="; ".join(failures))
+        template = Template(
+            embedding=np.asarray(chosen.embedding, np.float32),
+            quality=quality.score(self.gates),
+            model=self.model,
+            created=time.time(),
+        )
+        return Candidate(source, template=template, quality=quality)
+
+    def assess_file(self, path: str | os.PathLike[str]) -> Candidate:
+        try:
+            image = load_image(path)
+        except ImageError as exc:
+            return Candidate(str(path), reason=str(exc))
+        return self.assess_image(image, str(path))
+
+    def plan(self, name: str, candidates: Iterable[Candidate]) -> EnrollmentPlan:
+        cands = list(candidates)
+        ok = sorted(
+            (c for c in cands if c.template is not None),
+            key=lambda c: -c.template.quality,  # type: ignore[union-attr]
+        )
+        templates = [c.template for c in ok[: self.max_templates] if c.template is not None]
+        return EnrollmentPlan(name, cands, templates)
+
+    def from_files(self, name: str, paths: Sequence[str | os.PathLike[str]]) -> EnrollmentPlan:
+        return self.plan(name, (self.assess_file(p) for p in paths))
+
+    def from_frames(
+        self,
+        name: str,
+        frames: Iterable[tuple[str, np.ndarray]],
+        *,
+        max_frames: int = 100,
+        enough: int | None = None,
+    ) -> EnrollmentPlan:
+        """Look at up to ``max_frames`` (label, RGB) frames; stop early after ``enough``
+        accepted ones (default: twice ``max_templates``, so the best can still be chosen)."""
+        enough = enough or 2 * self.max_templates
+        cands: list[Candidate] = []
+        accepted = 0
+        for i, (label, frame) in enumerate(frames):
+            if i >= max_frames:
+                break
+            c = self.assess_image(frame, label)
+            cands.append(c)
+            accepted += c.accepted
+            if accepted >= enough:
+                break
+        return self.plan(name, cands)
+
+
+def image_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Image files directly inside ``directory`` (sorted; hidden files skipped)."""
+    d = Path(directory)
+    return sorted(
+        p
+        for p in d.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def person_dirs(root: str | os.PathLike[str]) -> list[tuple[str, list[Path]]]:
+    """``root/<Display Name>/*.jpg`` -> [(name, files)]; underscores become spaces."""
+    r = Path(root)
+    if not r.is_dir():
+        raise ImageError(f"{r}: not a directory")
+    out = []
+    for d in sorted(p for p in r.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = image_files(d)
+        if files:
+            out.append((d.name.replace("_", " "), files))
+    if not out:
+        raise ImageError(f"{r}: no sub-directories with images (expected ROOT/<name>/*.jpg)")
+    return out
+
+
+def camera_config(source: str) -> dict[str, Any]:
+    """``--camera`` value -> an :func:`edgeface.camera.open_source` table: a device number or
+    ``/dev/videoN`` (OpenCV), ``picamera2``, a video file, or a directory of images."""
+    if source == "picamera2":
+        return {"kind": "picamera2"}
+    if source.isdigit():
+        return {"kind": "opencv", "device": int(source)}
+    p = Path(source)
+    if source.startswith("/dev/") or "://" in source:
+        return {"kind": "opencv", "device": source}
+    if p.is_dir():
+        return {"kind": "images", "path": source}
+    if p.is_file():
+        return {"kind": "video", "path": source}
+    raise ImageError(f"{source}: no such camera, video file or image directory")
+
+
+def camera_frames(source: str, *, every: int = 3) -> Iterator[tuple[str, np.ndarray]]:
+    """Every ``every``-th RGB frame of a camera source (so consecutive templates are not
+    near-duplicates), labelled ``source#frameN``; ends with the stream."""
+    from edgeface.camera import open_source
+
+    with open_source(camera_config(source)) as cam:
+        for frame in cam:
+            if frame.index % every == 0:
+                yield f"{source}#frame{frame.index}", frame.image
+
+
+def find_duplicates(
+    gallery: Gallery,
+    templates: Sequence[Template],
+    threshold: float,
+    *,
+    exclude_id: str | None = None,
+) -> list[Match]:
+    """Enrolled people whom any of ``templates`` matches at or above ``threshold``."""
+    if not templates or len(gallery) == 0:
+        return []
+    m = gallery.matcher()
+    scores = m.scores(np.stack([t.embedding for t in templates])).max(axis=0)
+    ids = m.ids
+    hits = []
+    for j in np.argsort(-scores):
+        if scores[j] < threshold:
+            break
+        if ids[j] == exclude_id:
+            continue
+        info = gallery.info(ids[j])
+        hits.append(Match(info.id, info.name, float(scores[j])))
+    return hits
+
+
+def require_templates(plan: EnrollmentPlan) -> None:
+    """Raise a one-line error listing why every image was rejected."""
+    if plan.templates:
+        return
+    if not plan.candidates:
+        raise ImageError(f"{plan.name}: no images given")
+    reasons = "; ".join(f"{Path(c.source).name}: {c.reason}" for c in plan.candidates[:5])
+    more = "" if len(plan.candidates) <= 5 else f" (and {len(plan.candidates) - 5} more)"
+    raise NoFaceError(f"{plan.name}: no usable face in any image ({reasons}{more})")
+
+
+__all__ = [
+    "Candidate",
+    "Enroller",
+    "EnrollmentPlan",
+    "camera_frames",
+    "find_duplicates",
+    "image_files",
+    "person_dirs",
+    "require_templates",
+]
