@@ -62,7 +62,8 @@ def pipeline(detector, embedder):
     from edgeface.recognition import FacePipeline
     from edgeface.recognition.calibration import load_calibration
 
-    return FacePipeline(detector, embedder, load_calibration(embedding_space=embedder.model_id))
+    calibration = load_calibration(embedding_space=embedder.model_id, flip=embedder.flip)
+    return FacePipeline(detector, embedder, calibration)
 
 
 def lfw_image(lfw_root: Path, name: str, number: int) -> Path:

@@ -44,7 +44,11 @@ class OnnxRuntimeSession:
         self._input_name = inp.name
         shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
         self.info = SessionInfo(
-            input_shape=shape, input_layout="NCHW", backend="onnxruntime", path=path
+            input_shape=shape,
+            input_layout="NCHW",
+            backend="onnxruntime",
+            path=path,
+            thread_safe=True,
         )
         self.providers = self._session.get_providers()
 

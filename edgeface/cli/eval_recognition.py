@@ -32,7 +32,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--backend", default="onnxruntime", help="embedder backend (default onnxruntime)"
     )
     p.add_argument("--model", metavar="FILE", help="embedding model file (default: manifest model)")
-    p.add_argument("--flip", action="store_true", help="add the mirrored crop's embedding")
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the mirrored crop's embedding (default: on, as the runtime does)",
+    )
 
 
 def register_lfw(actions: argparse._SubParsersAction) -> None:
@@ -138,6 +143,7 @@ def _calibrate(
     impostor, genuine = lfw.impostor_and_genuine_scores(emb[aligned.found], labels[aligned.found])
     cal = Calibration.from_scores(
         impostor,
+        flip=args.flip,
         embedding_space=embedder.model_id,
         model_sha256=embedder.model_sha256,
         source={"dataset": "LFW dev half (deep-funneled), faces found by our MTCNN",

@@ -7,6 +7,8 @@ O-Net. Thresholds default to (0.6, 0.7, 0.7).
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -42,6 +44,8 @@ class DetectorConfig:
     models: dict[str, str] = field(default_factory=dict)
     #: options passed to the backend session (e.g. {"threads": 2})
     session_options: dict[str, object] = field(default_factory=dict)
+    #: threads that share one frame's work (pyramid levels, crop batches); 1 = serial
+    workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
 
     def __post_init__(self) -> None:
         if not self.min_face_size >= 12:
@@ -50,6 +54,8 @@ class DetectorConfig:
             raise ConfigError(f"scale_factor must be in [0.1, 1), got {self.scale_factor}")
         if len(self.thresholds) != 3 or not all(0.0 <= t <= 1.0 for t in self.thresholds):
             raise ConfigError(f"thresholds must be three numbers in [0, 1], got {self.thresholds}")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError(f"workers must be between 1 and 64, got {self.workers}")
 
 
 def pyramid_scales(height: int, width: int, min_face_size: float, factor: float) -> list[float]:
@@ -71,9 +77,11 @@ class MTCNNDetector:
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
         sessions = {net: self._open(net) for net in NETS}
-        self.pnet = ProposalStage(sessions["pnet"])
-        self.rnet = RefineStage(sessions["rnet"])
-        self.onet = OutputStage(sessions["onet"])
+        workers = self.config.workers
+        self._executor = ThreadPoolExecutor(workers, "mtcnn") if workers > 1 else None
+        self.pnet = ProposalStage(sessions["pnet"], executor=self._executor, workers=workers)
+        self.rnet = RefineStage(sessions["rnet"], executor=self._executor, workers=workers)
+        self.onet = OutputStage(sessions["onet"], executor=self._executor, workers=workers)
 
     def _open(self, net: str) -> InferenceSession:
         cfg = self.config

@@ -45,7 +45,11 @@ class NumpyMTCNNSession:
         self.w = load_weights(Path(path), net)
         size = INPUT_SIZES[net]
         self.info = SessionInfo(
-            input_shape=(None, size, size, 3), input_layout="NHWC", backend="numpy", path=Path(path)
+            input_shape=(None, size, size, 3),
+            input_layout="NHWC",
+            backend="numpy",
+            path=Path(path),
+            thread_safe=True,
         )
         self._forward = {"pnet": self._pnet, "rnet": self._rnet, "onet": self._onet}[net]
         try:

@@ -29,8 +29,8 @@ class EmbedderConfig:
     #: explicit model file (e.g. an INT8 artifact); defaults to the manifest file
     path: str | None = None
     backend: str = "onnxruntime"
-    #: add the embedding of the mirrored crop (more robust, twice the cost)
-    flip: bool = False
+    #: add the embedding of the mirrored crop: +0.3 points LFW accuracy for twice the cost
+    flip: bool = True
     max_batch: int = 32
     session_options: dict[str, object] = field(default_factory=dict)
 

@@ -44,6 +44,8 @@ class Calibration:
     model_sha256: str
     thresholds: dict[str, float]
     source: dict[str, object] = field(default_factory=dict)
+    #: made with flip-averaged embeddings; scores shift with it, so thresholds do too
+    flip: bool = False
 
     def threshold(self, far: float = DEFAULT_FAR) -> float:
         key = _far_key(far)
@@ -64,31 +66,32 @@ class Calibration:
         model_sha256: str,
         fars: tuple[float, ...] = (1e-2, 1e-3, 1e-4),
         source: dict[str, object] | None = None,
+        flip: bool = False,
     ) -> Calibration:
         thresholds = {_far_key(f): round(threshold_for_far(impostor_scores, f), 6) for f in fars}
         src = dict(source or {})
         src.setdefault("impostor_pairs", int(np.size(impostor_scores)))
-        return cls(embedding_space, model_sha256, thresholds, src)
+        return cls(embedding_space, model_sha256, thresholds, src, flip)
 
 
 def _far_key(far: float) -> str:
     return f"{far:.0e}"
 
 
-def default_calibration_path(embedding_space: str) -> Path:
-    return Path(
-        str(resources.files("edgeface_models").joinpath(f"calibration/{embedding_space}.json"))
-    )
+def default_calibration_path(embedding_space: str, flip: bool = True) -> Path:
+    """The packaged calibration of a model, one file per flip setting."""
+    name = f"calibration/{embedding_space}{'' if flip else '.noflip'}.json"
+    return Path(str(resources.files("edgeface_models").joinpath(name)))
 
 
 def load_calibration(
-    path: Path | None = None, *, embedding_space: str | None = None
+    path: Path | None = None, *, embedding_space: str | None = None, flip: bool = True
 ) -> Calibration:
     """Read a calibration file; missing or malformed files are ConfigError with the path."""
     if path is None:
         if embedding_space is None:
             raise ConfigError("load_calibration needs a path or an embedding space")
-        path = default_calibration_path(embedding_space)
+        path = default_calibration_path(embedding_space, flip)
     try:
         raw = json.loads(Path(path).read_text(encoding="utf-8"))
         cal = Calibration(
@@ -96,10 +99,12 @@ def load_calibration(
             model_sha256=raw["model_sha256"],
             thresholds={str(k): float(v) for k, v in raw["thresholds"].items()},
             source=dict(raw.get("source", {})),
+            flip=bool(raw.get("flip", False)),
         )
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: no calibration file; create one with: edgeface eval lfw --write-calibration"
+            f"{path}: no calibration file; create one with: "
+            "edgeface eval lfw --write-calibration [--flip]"
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: not a valid calibration file ({exc})") from exc

@@ -108,6 +108,11 @@ class FacePipeline:
                 f"calibration is for embedding model '{calibration.embedding_space}', "
                 f"the embedder is '{embedder.model_id}'"
             )
+        if calibration is not None and calibration.flip != embedder.flip:
+            raise ConfigError(
+                f"calibration was made with flip={calibration.flip}, the embedder runs with "
+                f"flip={embedder.flip}; use the matching calibration file"
+            )
         self.calibration = calibration
 
     @classmethod
@@ -116,7 +121,9 @@ class FacePipeline:
         embedder = Embedder.from_config(cfg.embedder)
         path = None if cfg.calibration is None else Path(cfg.calibration)
         try:
-            calibration = load_calibration(path, embedding_space=embedder.model_id)
+            calibration = load_calibration(
+                path, embedding_space=embedder.model_id, flip=embedder.flip
+            )
         except ConfigError:
             if path is not None:
                 raise
