@@ -35,7 +35,7 @@ from edgeface.gallery import (
     load_key_file,
     load_systemd_credential,
 )
-from edgeface.gallery.durable import atomic_write
+from edgeface.gallery.durable import WriterLock, atomic_write
 from edgeface.gallery.keys import CREDENTIAL_DEFAULT_NAME
 
 DEFAULT_FAR = 1e-3
@@ -550,10 +550,11 @@ def _check(args: argparse.Namespace) -> int:
     except TamperedError as exc:
         if not args.restore:
             raise
-        backup = gf.load_backup()  # raises if the backup is bad too
-        damaged = gf.path.with_name(f"{gf.path.name}.damaged-{int(time.time())}")
-        os.replace(gf.path, damaged)
-        atomic_write(gf.path, gf.backup_path.read_bytes(), backup=False)
+        with WriterLock(gf.path):
+            backup = gf.load_backup()  # raises if the backup is bad too
+            damaged = gf.path.with_name(f"{gf.path.name}.damaged-{int(time.time())}")
+            os.replace(gf.path, damaged)
+            atomic_write(gf.path, gf.backup_path.read_bytes(), backup=False)
         print(
             f"{gf.path}: was damaged ({exc}); restored generation {backup.generation} "
             f"from {gf.backup_path}; the damaged file is kept as {damaged}"
