@@ -67,7 +67,6 @@ class LiteRTSession:
         n = num_threads or threads
         try:
             self._it = interpreter_cls(model_path=str(path), num_threads=n)
-            self._it.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path}: LiteRT cannot load this model ({exc})") from exc
         inputs = self._it.get_input_details()
@@ -78,7 +77,15 @@ class LiteRTSession:
         self._outputs = self._it.get_output_details()
         signature = self._in.get("shape_signature", self._in["shape"])
         shape = tuple(None if int(d) < 0 else int(d) for d in signature)
-        self._current = tuple(int(d) for d in self._in["shape"])
+        self._current: tuple[int, ...] | None = tuple(int(d) for d in self._in["shape"])
+        try:
+            self._it.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            if all(d is not None for d in shape[1:]):
+                raise ModelError(f"{path}: LiteRT cannot load this model ({exc})") from exc
+            # a dynamic H x W net (P-Net) has a 1x1 placeholder shape that its convs cannot
+            # take; it is allocated at the first real input instead
+            self._current = None
         self.info = SessionInfo(input_shape=shape, input_layout="NHWC", backend="litert", path=path)
         self._order = self._output_order(path)
 

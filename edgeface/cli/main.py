@@ -24,6 +24,7 @@ COMMANDS: list[str] = [
     "edgeface.cli.door_cmd",
     "edgeface.cli.gallery_cmd",
     "edgeface.cli.eval_cmd",
+    "edgeface.cli.quantize_cmd",
 ]
 
 

@@ -141,6 +141,7 @@ class ArtifactDir:
         dest = self.root / MANIFEST_NAME
         fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".part", dir=self.root)
         try:
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the manifest is read by other users
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(payload, f, indent=2)
                 f.write("\n")

@@ -89,9 +89,9 @@ class _ArrayReader:
     quantizer's ``CalibStridedMinMax`` calls it once per stride, which keeps memory flat.
     """
 
-    def __init__(self, name: str, data: np.ndarray, batch: int, progress: Any) -> None:
-        self.name, self.batch, self.progress = name, batch, progress
-        self.batches = [data[i : i + batch] for i in range(0, len(data), batch)]
+    def __init__(self, name: str, batches: list[np.ndarray], progress: Any) -> None:
+        self.name, self.progress = name, progress
+        self.batches = [np.ascontiguousarray(b, np.float32) for b in batches]
         self.start, self.end = 0, len(self.batches)
         self.pos = 0
 
@@ -117,7 +117,7 @@ class _ArrayReader:
 def quantize_onnx_int8(
     src: Path,
     dst: Path,
-    calib_inputs: np.ndarray,
+    calib_inputs: np.ndarray | list[np.ndarray],
     options: OnnxInt8Options | None = None,
     *,
     progress: bool = True,
@@ -128,14 +128,6 @@ def quantize_onnx_int8(
     calibration runs in batches; ``calib_inputs`` are already-preprocessed float inputs.
     """
     import onnxruntime as ort
-    from edgeface_tools.quantize.calibration import _progress
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     ort.set_default_logger_severity(3)  # the quantizer's per-initializer warnings are noise
     opts = options or OnnxInt8Options()
@@ -146,6 +138,33 @@ def quantize_onnx_int8(
     input_name = model.graph.input[0].name
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     batch = opts.batch if batch_dim.dim_param or not batch_dim.dim_value else batch_dim.dim_value
+    if isinstance(calib_inputs, list):
+        # ready-made batches of differing shapes (P-Net pyramid levels): MinMax only, since
+        # histogram collectors need same-shaped outputs
+        if opts.method != "minmax" and len({b.shape for b in calib_inputs}) > 1:
+            raise ConfigError("inputs of differing shapes can only be calibrated with minmax")
+        return _quantize(src, dst, calib_inputs, opts, model, input_name, progress)
+    # histogram collectors stack per-batch outputs, so every batch must have the same size
+    usable = (len(calib_inputs) // batch) * batch or len(calib_inputs)
+    batch = min(batch, usable)
+    calib_inputs = np.asarray(calib_inputs[:usable], np.float32)
+    batches = [calib_inputs[i : i + batch] for i in range(0, usable, batch)]
+    return _quantize(src, dst, batches, opts, model, input_name, progress)
+
+
+def _quantize(
+    src: Path,
+    dst: Path,
+    batches: list[np.ndarray],
+    opts: OnnxInt8Options,
+    model: Any,
+    input_name: str,
+    progress: bool,
+) -> dict[str, Any]:
+    from edgeface_tools.quantize.calibration import _progress
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
     exclude = list(opts.exclude_nodes)
     first, last = first_last_weighted_nodes(model)
     if "first" in opts.keep_float:
@@ -158,11 +177,7 @@ def quantize_onnx_int8(
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[opts.method]
-    # histogram collectors stack per-batch outputs, so every batch must have the same size
-    usable = (len(calib_inputs) // batch) * batch or len(calib_inputs)
-    batch = min(batch, usable)
-    calib_inputs = calib_inputs[:usable]
-    n_batches = usable // batch
+    n_batches = len(batches)
     stride = max(d for d in range(1, min(n_batches, 8) + 1) if n_batches % d == 0)
     extra: dict[str, Any] = {
         "CalibStridedMinMax": stride,
@@ -171,12 +186,13 @@ def quantize_onnx_int8(
     }
     if opts.method == "percentile":
         extra["CalibPercentile"] = opts.percentile
-    bar = _progress(total=len(calib_inputs), desc=f"calibrating ({opts.method})", enabled=progress)
-    reader = _ArrayReader(input_name, np.asarray(calib_inputs, np.float32), batch, bar)
+    total = sum(len(b) for b in batches)
+    bar = _progress(total=total, desc=f"calibrating ({opts.method})", enabled=progress)
+    reader = _ArrayReader(input_name, batches, bar)
     with tempfile.TemporaryDirectory(prefix="edgeface-q.") as tmp:
         prepped = Path(tmp) / "prepped.onnx"
         try:
-            quant_pre_process(str(src), str(prepped), skip_symbolic_shape=False)
+            quant_pre_process(str(src), str(prepped), skip_symbolic_shape=True)
         except Exception:
             prepped = Path(src)  # pre-processing is an optimisation, not a requirement
         try:
@@ -196,5 +212,5 @@ def quantize_onnx_int8(
         finally:
             bar.close()
     params = opts.to_dict()
-    params.update(excluded_nodes=exclude, calibration_inputs=len(calib_inputs), format="QDQ")
+    params.update(excluded_nodes=exclude, calibration_inputs=total, format="QDQ")
     return params

@@ -1,0 +1,183 @@
+"""``edgeface quantize build | report`` (offline, needs the ``tools`` extra)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgeface.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("quantize", help="build INT8 / FP16 models and the float-vs-INT8 report")
+    qsub = p.add_subparsers(dest="quantize_command", metavar="ACTION")
+    qsub.required = True
+
+    b = qsub.add_parser("build", help="quantize / convert the float models into --out")
+    b.add_argument("--out", required=True, type=Path, help="output directory for the artifacts")
+    b.add_argument(
+        "--calib-dir",
+        required=True,
+        type=Path,
+        help="directory of photos; our detector + aligner turn them into calibration faces",
+    )
+    b.add_argument("--faces", type=int, default=500, help="calibration faces (default 500)")
+    b.add_argument("--min-faces", type=int, default=50)
+    b.add_argument("--what", default="mobilefacenet,mtcnn", help="mobilefacenet and/or mtcnn")
+    b.add_argument("--method", default="percentile", choices=("minmax", "entropy", "percentile"))
+    b.add_argument("--percentile", type=float, default=99.999)
+    b.add_argument("--activation-type", default="quint8", choices=("quint8", "qint8"))
+    b.add_argument("--weight-type", default="qint8", choices=("qint8", "quint8"))
+    b.add_argument(
+        "--keep-float", default="", help="comma list of first,last: layers left in float"
+    )
+    b.add_argument("--per-tensor", action="store_true", help="per-tensor instead of per-channel")
+    b.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="NAME:METHOD[:ACT[:KEEP]]",
+        help="extra INT8 ONNX variant, e.g. minmax:minmax or s8:percentile:qint8 or "
+        "pf:percentile:quint8:first+last (repeatable)",
+    )
+    b.add_argument("--no-tflite", action="store_true", help="skip the TFLite conversions")
+    b.add_argument("--tflite-io", default="int8", choices=("int8", "uint8", "float32"))
+    b.add_argument("--mtcnn-calib-dir", type=Path, help="photos for MTCNN calibration")
+    b.add_argument("--mtcnn-images", type=int, default=40)
+    b.add_argument("--float-model", type=Path, help="float ONNX (default: mobilefacenet-dyn)")
+    b.add_argument("--cache-dir", type=Path, help="calibration cache (default: user cache)")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.set_defaults(func=_build)
+
+    r = qsub.add_parser("report", help="size, speed, LFW accuracy, cosine and MTCNN agreement")
+    r.add_argument("--artifacts", required=True, type=Path, help="directory made by build")
+    r.add_argument("--out", required=True, type=Path, help="where JSON / Markdown / PNG go")
+    r.add_argument("--data", type=Path, help="data folder with lfw/ and detection/")
+    r.add_argument("--cache-dir", type=Path, help="cache for the aligned LFW crops")
+    r.add_argument("--no-embedder", action="store_true")
+    r.add_argument("--no-detector", action="store_true")
+    r.add_argument("--detector-images", type=int, default=60, help="images per detection set")
+    r.add_argument("--runs", type=int, default=50, help="timed batch-1 runs per variant")
+    r.add_argument("--threads", type=int, default=2)
+    r.set_defaults(func=_report)
+
+
+def _tools() -> None:
+    try:
+        import edgeface_tools.quantize  # noqa: F401
+        import onnxruntime.quantization  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            f"edgeface quantize needs the tools extra ({exc.name} missing): "
+            "pip install 'edgeface[tools]'"
+        ) from exc
+
+
+def _parse_also(specs: list[str]) -> dict[str, object]:
+    from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
+
+    out: dict[str, object] = {}
+    for spec in specs:
+        parts = spec.split(":")
+        if len(parts) < 2 or not parts[0].replace("_", "").isalnum():
+            raise ConfigError(f"--also '{spec}': expected NAME:METHOD[:ACT[:KEEP]]")
+        keep = tuple(k for k in (parts[3].split("+") if len(parts) > 3 else []) if k)
+        opts = OnnxInt8Options(
+            method=parts[1],
+            activation_type=parts[2] if len(parts) > 2 else "quint8",
+            keep_float=keep,
+        )
+        opts.validate()
+        out[parts[0]] = opts
+    return out
+
+
+def _build(args: argparse.Namespace) -> int:
+    _tools()
+    from edgeface_tools.quantize.artifacts import ArtifactDir
+    from edgeface_tools.quantize.build import (
+        BuildOptions,
+        build_mobilefacenet,
+        build_mtcnn,
+        check_what,
+    )
+    from edgeface_tools.quantize.calibration import build_calibration_set
+    from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
+
+    what = check_what([w.strip() for w in args.what.split(",") if w.strip()])
+    keep = tuple(k.strip() for k in args.keep_float.split(",") if k.strip())
+    onnx_opts = OnnxInt8Options(
+        method=args.method,
+        percentile=args.percentile,
+        activation_type=args.activation_type,
+        weight_type=args.weight_type,
+        per_channel=not args.per_tensor,
+        keep_float=keep,
+    )
+    onnx_opts.validate()
+    also = _parse_also(args.also)
+    if args.faces < 1:
+        raise ConfigError("--faces must be positive")
+    out = ArtifactDir(args.out)  # unwritable output fails here, before any slow work
+    built: list[str] = []
+    if "mobilefacenet" in what:
+        from edgeface_tools.quantize.onnx_int8 import load_onnx_checked
+
+        from edgeface.modelstore import resolve_model
+
+        # a corrupt float model fails now, not after minutes of calibration
+        load_onnx_checked(args.float_model or resolve_model("mobilefacenet-dyn"))
+        calib = build_calibration_set(
+            args.calib_dir,
+            count=args.faces,
+            min_faces=min(args.min_faces, args.faces),
+            seed=args.seed,
+            cache_dir=args.cache_dir,
+            progress=not args.quiet,
+        )
+        print(f"calibration: {len(calib)} aligned faces from {args.calib_dir}")
+        opts = BuildOptions(
+            onnx=onnx_opts,
+            tflite=not args.no_tflite,
+            tflite_io=args.tflite_io,
+            onnx_variants=also,
+            float_model=args.float_model,  # type: ignore[arg-type]
+        )
+        built += build_mobilefacenet(out, calib, opts, progress=not args.quiet)
+    if "mtcnn" in what:
+        built += build_mtcnn(
+            out,
+            args.mtcnn_calib_dir or args.calib_dir,
+            images=args.mtcnn_images,
+            tflite=not args.no_tflite,
+            progress=not args.quiet,
+        )
+    for name in built:
+        rec = out.records[name]
+        print(f"{name:<32} {rec.size:>9} B  sha256 {rec.sha256[:16]}")
+    print(f"manifest: {out.root / 'artifacts.json'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    _tools()
+    from edgeface_tools.quantize.report import markdown, run_report
+
+    from edgeface.evaluation.datasets import find_data_root
+
+    result, written = run_report(
+        args.artifacts,
+        args.out,
+        data_root=find_data_root(args.data),
+        cache_dir=args.cache_dir,
+        embedder=not args.no_embedder,
+        detector=not args.no_detector,
+        detector_images=args.detector_images,
+        runs=args.runs,
+        threads=args.threads,
+    )
+    print(markdown(result))
+    for p in written:
+        print(f"wrote {p}")
+    return 0

@@ -1,0 +1,270 @@
+"""``edgeface quantize build``: every deployable variant of the float models, one directory.
+
+MobileFaceNet: INT8 ONNX (QDQ), FP32 / FP16 / INT8 TFLite. MTCNN: float and INT8 ONNX and
+TFLite for P-Net, R-Net and O-Net, INT8 calibrated on the very inputs the float cascade feeds
+each network on real photos (pyramid levels, 24x24 and 48x48 crops).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgeface_tools.quantize.artifacts import ArtifactDir
+from edgeface_tools.quantize.calibration import (
+    CalibrationSet,
+    _progress,
+    list_images,
+    preprocess_faces,
+)
+from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options, load_onnx_checked, quantize_onnx_int8
+
+from edgeface.errors import ConfigError, NoFaceError
+from edgeface.modelstore import resolve_model, sha256_file
+from edgeface.modelstore.manifest import get_entry
+
+Log = Callable[[str], None]
+EMBEDDER_MODEL = "mobilefacenet-dyn"
+MTCNN_PREPROCESSING = {
+    "layout": "NHWC or NCHW (see input_layout)",
+    "color": "RGB",
+    "mean": 127.5,
+    "scale": 0.0078125,
+}
+
+
+@dataclass
+class BuildOptions:
+    onnx: OnnxInt8Options = field(default_factory=OnnxInt8Options)
+    tflite: bool = True
+    tflite_io: str = "int8"
+    #: extra ONNX INT8 variants to build besides the default (name suffix -> options)
+    onnx_variants: dict[str, OnnxInt8Options] = field(default_factory=dict)
+    float_model: Path | None = None
+
+
+def build_mobilefacenet(
+    out: ArtifactDir,
+    calib: CalibrationSet,
+    options: BuildOptions | None = None,
+    *,
+    log: Log = print,
+    progress: bool = True,
+) -> list[str]:
+    """Build the embedder artifacts; returns their manifest names."""
+    opts = options or BuildOptions()
+    entry = get_entry(EMBEDDER_MODEL)
+    src = Path(opts.float_model) if opts.float_model else resolve_model(EMBEDDER_MODEL)
+    load_onnx_checked(src)  # a corrupt float model fails here, before minutes of calibration
+    src_sha = sha256_file(src)
+    prep = dict(entry.preprocessing)
+    common = {
+        "model": "mobilefacenet",
+        "source": src.name,
+        "source_sha256": src_sha,
+        "calibration": calib.description,
+    }
+    built: list[str] = []
+    x_nchw = preprocess_faces(calib.faces, prep, "NCHW")
+    variants = {"": opts.onnx, **{f"-{k}": v for k, v in opts.onnx_variants.items()}}
+    for suffix, onnx_opts in variants.items():
+        name = f"mobilefacenet-int8{suffix}.onnx"
+        log(f"{name}: INT8 ONNX ({onnx_opts.method}, {onnx_opts.activation_type} activations)")
+        with out.staging(name) as tmp:
+            params = quantize_onnx_int8(src, tmp, x_nchw, onnx_opts, progress=progress)
+        out.record_file(
+            name,
+            name,
+            format="onnx",
+            precision="int8",
+            input_layout="NCHW",
+            preprocessing={**prep, "layout": "NCHW"},
+            quantization=params,
+            **common,
+        )
+        built.append(name)
+    if not opts.tflite:
+        return built
+    from edgeface_tools.quantize.tflite import onnx_to_saved_model, saved_model_to_tflite
+
+    x_nhwc = preprocess_faces(calib.faces, prep, "NHWC")
+    with tempfile.TemporaryDirectory(prefix="edgeface-onnx2tf.") as work:
+        log("onnx2tf: ONNX -> NHWC SavedModel")
+        saved = onnx_to_saved_model(src, Path(work) / "saved_model")
+        steps = ["fp32", "fp16", "int8"]
+        bar = _progress(total=len(steps), desc="TFLite conversion", enabled=progress)
+        try:
+            for precision in steps:
+                name = f"mobilefacenet-{precision}.tflite"
+                log(f"{name}: TFLite {precision}")
+                with out.staging(name) as tmp:
+                    params = saved_model_to_tflite(
+                        saved,
+                        tmp,
+                        precision=precision,
+                        calib_nhwc=x_nhwc if precision == "int8" else None,
+                        io_type=opts.tflite_io,
+                    )
+                out.record_file(
+                    name,
+                    name,
+                    format="tflite",
+                    precision=precision,
+                    input_layout="NHWC",
+                    preprocessing={**prep, "layout": "NHWC"},
+                    quantization=params,
+                    **{**common, "calibration": calib.description if precision == "int8" else {}},
+                )
+                built.append(name)
+                bar.update(1)
+        finally:
+            bar.close()
+    return built
+
+
+# ------------------------------------------------------------------------------------ MTCNN
+
+
+class _Recorder:
+    """Wraps a cascade session and keeps (a sample of) what the cascade feeds it."""
+
+    def __init__(self, session: Any, store: list[np.ndarray], limit: int) -> None:
+        self.session, self.info, self.store, self.limit = session, session.info, store, limit
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        if sum(len(b) for b in self.store) < self.limit:
+            self.store.append(np.array(x, dtype=np.float32))
+        return self.session.run(x)
+
+
+def record_cascade_inputs(
+    images: Sequence[Path], *, max_crops: int = 1500, progress: bool = True
+) -> dict[str, list[np.ndarray]]:
+    """NHWC float inputs of P-Net (whole pyramid levels), R-Net and O-Net (crops) on real photos.
+
+    Runs our float NumPy reference cascade, so INT8 ranges cover exactly what INT8 nets will
+    see, including the many background windows P-Net and R-Net must learn to reject.
+    """
+    from edgeface.detector import MTCNNDetector
+    from edgeface.errors import EdgefaceError
+    from edgeface.imaging import load_image
+
+    det = MTCNNDetector()
+    store: dict[str, list[np.ndarray]] = {"pnet": [], "rnet": [], "onet": []}
+    det.pnet.session = _Recorder(det.pnet.session, store["pnet"], 10**9)  # type: ignore[assignment]
+    det.rnet.session = _Recorder(det.rnet.session, store["rnet"], max_crops)  # type: ignore[assignment]
+    det.onet.session = _Recorder(det.onet.session, store["onet"], max_crops)  # type: ignore[assignment]
+    bar = _progress(total=len(images), desc="MTCNN calibration images", enabled=progress)
+    try:
+        for path in images:
+            with contextlib.suppress(EdgefaceError):
+                det.detect(load_image(path))
+            bar.update(1)
+    finally:
+        bar.close()
+    rng = np.random.default_rng(0)
+    for net in ("rnet", "onet"):
+        if not store[net]:
+            raise NoFaceError("the cascade produced no R-Net/O-Net crops on the calibration images")
+        crops = np.concatenate(store[net])
+        crops = crops[rng.permutation(len(crops))[:max_crops]]
+        store[net] = [crops[i : i + 32] for i in range(0, len(crops), 32)]
+    return store
+
+
+def build_mtcnn(
+    out: ArtifactDir,
+    image_dir: Path,
+    *,
+    images: int = 40,
+    tflite: bool = True,
+    tflite_io: str = "float32",
+    log: Log = print,
+    progress: bool = True,
+) -> list[str]:
+    """Float + INT8 ONNX and TFLite of the three nets; returns their manifest names."""
+    from edgeface_tools.quantize.mtcnn_export import NETS, tflite_convert, write_onnx
+
+    npz = resolve_model("mtcnn")
+    src_sha = sha256_file(npz)
+    files = list_images(Path(image_dir))
+    if not files:
+        raise NoFaceError(f"MTCNN calibration directory {image_dir} contains no image files")
+    step = max(1, len(files) // images)
+    chosen = files[::step][:images]
+    log(f"MTCNN: recording cascade inputs on {len(chosen)} images from {image_dir}")
+    calib = record_cascade_inputs(chosen, progress=progress)
+    description = {
+        "kind": "mtcnn-cascade-inputs",
+        "directory": str(image_dir),
+        "images": len(chosen),
+        "pnet_levels": len(calib["pnet"]),
+        "rnet_crops": int(sum(len(b) for b in calib["rnet"])),
+        "onet_crops": int(sum(len(b) for b in calib["onet"])),
+    }
+    common = {"source": npz.name, "source_sha256": src_sha, "preprocessing": MTCNN_PREPROCESSING}
+    built: list[str] = []
+    for net in NETS:
+        nchw = [b.transpose(0, 3, 1, 2).copy() for b in calib[net]]
+        f32 = f"mtcnn-{net}-fp32.onnx"
+        with out.staging(f32) as tmp:
+            write_onnx(npz, net, tmp)
+        out.record_file(
+            f32,
+            f32,
+            model=f"mtcnn-{net}",
+            format="onnx",
+            precision="fp32",
+            input_layout="NCHW",
+            **common,
+        )
+        i8 = f"mtcnn-{net}-int8.onnx"
+        log(f"{i8}: INT8 ONNX (minmax)")
+        opts = OnnxInt8Options(method="minmax", activation_type="quint8")
+        with out.staging(i8) as tmp:
+            params = quantize_onnx_int8(out.root / f32, tmp, nchw, opts, progress=progress)
+        out.record_file(
+            i8,
+            i8,
+            model=f"mtcnn-{net}",
+            format="onnx",
+            precision="int8",
+            input_layout="NCHW",
+            quantization=params,
+            calibration=description,
+            **common,
+        )
+        built += [f32, i8]
+        if not tflite:
+            continue
+        names = {p: f"mtcnn-{net}-{p}.tflite" for p in ("fp32", "int8")}
+        log(f"mtcnn-{net}: TFLite fp32 + int8 (onnx2tf)")
+        with contextlib.ExitStack() as stack:
+            tmps = {p: stack.enter_context(out.staging(n)) for p, n in names.items()}
+            tparams = tflite_convert(out.root / f32, net, tmps, calib=calib[net], io_type=tflite_io)
+        for precision, name in names.items():
+            out.record_file(
+                name,
+                name,
+                model=f"mtcnn-{net}",
+                format="tflite",
+                precision=precision,
+                input_layout="NHWC",
+                quantization=tparams[precision],
+                calibration=description if precision == "int8" else {},
+                **common,
+            )
+            built.append(name)
+    return built
+
+
+def check_what(what: Sequence[str]) -> list[str]:
+    bad = set(what) - {"mobilefacenet", "mtcnn"}
+    if bad:
+        raise ConfigError(f"unknown model group(s) {sorted(bad)} (use mobilefacenet, mtcnn)")
+    return list(what)
