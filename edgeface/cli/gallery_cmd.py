@@ -608,6 +608,15 @@ def _identify(args: argparse.Namespace) -> int:
     model = ModelRef.of(pipeline.embedder)
     g.check_model(model)
     threshold = args.threshold if args.threshold is not None else pipeline.threshold(args.far)
+    if args.threshold is None and len(g) * args.far > 0.05:
+        # the calibrated threshold bounds false accepts per *comparison*; a stranger is
+        # compared with everyone, so the chance of some false match grows with the gallery
+        print(
+            f"note: {len(g)} people enrolled: a stranger may pass the FAR {args.far:g} "
+            f"threshold for someone with probability up to ~{min(1.0, len(g) * args.far):.0%}"
+            "; consider a smaller --far",
+            file=sys.stderr,
+        )
     faces = pipeline.analyze(image)
     if not faces:
         raise NoFaceError(f"{args.image}: no face found")
