@@ -156,7 +156,7 @@ def _calibrate(
     path = (
         Path(args.write_calibration)
         if args.write_calibration
-        else default_calibration_path(embedder.model_id)
+        else default_calibration_path(embedder.model_id, args.flip)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     cal.save(path)
