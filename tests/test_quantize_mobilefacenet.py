@@ -169,3 +169,19 @@ def test_int8_tflite_is_fully_integer(built) -> None:
         if t["dtype"] == np.float32 and len(t["shape"]) == 4
     ]
     assert float_tensors == []  # no float feature maps: every op runs in int8
+
+
+def test_bench_times_every_variant_and_picks_within_budget(built) -> None:
+    from edgeface.cli.quantize_cmd import bench_embedders
+
+    out, names, _, _ = built
+    budget = {n: n.endswith(".tflite") for n in names}  # pretend only TFLite met the goals
+    result = bench_embedders(out.root, runs=3, threads=1, budget=budget)
+    rows = {r["variant"]: r for r in result["variants"]}
+    assert set(rows) == {"float onnx", *names}
+    assert all(r["ms_per_face_b1"] > 0 for r in rows.values())
+    assert rows["mobilefacenet-int8.onnx"]["within_budget"] is False
+    pick = result["fastest_within_budget"]
+    assert pick["variant"] != "mobilefacenet-int8.onnx"
+    eligible = [r for r in rows.values() if r["within_budget"]]
+    assert pick["ms_per_face_b1"] == min(r["ms_per_face_b1"] for r in eligible)

@@ -62,8 +62,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--threads", type=int, default=2)
     r.set_defaults(func=_report)
 
+    # `edgeface bench` runs on the device itself (no tools extra: only the runtimes)
+    bn = sub.add_parser("bench", help="time every embedder variant of an artifacts dir here")
+    bn.add_argument("--artifacts", required=True, type=Path, help="directory made by build")
+    bn.add_argument("--report", type=Path, help="quantization_report.json: the accuracy budget")
+    bn.add_argument("--runs", type=int, default=100)
+    bn.add_argument("--threads", type=int, default=2)
+    bn.add_argument("--json", type=Path, help="write the timings and the pick here")
+    bn.set_defaults(func=_bench)
+
+
+def _quiet_onnxruntime() -> None:
+    """ORT logs one warning per constant its optimizer folds away in QDQ models: noise."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return
+    ort.set_default_logger_severity(3)
+
 
 def _tools() -> None:
+    _quiet_onnxruntime()
     try:
         import edgeface_tools.quantize  # noqa: F401
         import onnxruntime.quantization  # noqa: F401
@@ -180,4 +199,93 @@ def _report(args: argparse.Namespace) -> int:
     print(markdown(result))
     for p in written:
         print(f"wrote {p}")
+    return 0
+
+
+def bench_embedders(
+    art_dir: Path, *, runs: int, threads: int, budget: dict[str, bool] | None = None
+) -> dict[str, object]:
+    """ms per face at batch 1 of every MobileFaceNet artifact that this device can run.
+
+    Content does not change the time of a CNN, so a fixed pseudo-random crop is used: the
+    device needs no face photos. ``budget`` (file -> meets the accuracy goals, from the
+    report) restricts the pick to variants whose accuracy was proven on LFW.
+    """
+    import json
+    import time
+
+    import numpy as np
+
+    from edgeface.backends import open_session
+    from edgeface.embedder import Embedder
+    from edgeface.errors import EdgefaceError
+    from edgeface.modelstore import resolve_model
+    from edgeface.modelstore.manifest import get_entry
+
+    try:
+        manifest = json.loads((art_dir / "artifacts.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{art_dir}: no readable artifacts.json ({exc})") from exc
+    prep = get_entry("mobilefacenet-dyn").preprocessing
+    variants = [("float onnx", resolve_model("mobilefacenet-dyn"), "onnxruntime", "fp32")]
+    for a in manifest.get("artifacts", []):
+        if a.get("model") == "mobilefacenet":
+            backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
+            variants.append((a["file"], art_dir / a["file"], backend, a["precision"]))
+    crop = np.random.default_rng(0).integers(0, 255, (1, 112, 112, 3), dtype=np.uint8)
+    rows: list[dict[str, object]] = []
+    for name, path, backend, precision in variants:
+        try:
+            session = open_session(path, backend, threads=threads)
+        except EdgefaceError as exc:  # e.g. no LiteRT on this device
+            rows.append({"variant": name, "backend": backend, "error": str(exc)})
+            continue
+        emb = Embedder(session, preprocessing=prep, model_id="mobilefacenet", model_sha256="")
+        for _ in range(5):
+            emb.embed(crop)
+        t0 = time.perf_counter()
+        for _ in range(runs):
+            emb.embed(crop)
+        ms = (time.perf_counter() - t0) * 1000 / runs
+        ok = True if precision == "fp32" or budget is None else budget.get(path.name, False)
+        rows.append(
+            {
+                "variant": name,
+                "path": str(path),
+                "backend": backend,
+                "precision": precision,
+                "ms_per_face_b1": round(ms, 3),
+                "within_budget": ok,
+            }
+        )
+    timed = [r for r in rows if "ms_per_face_b1" in r]
+    eligible = [r for r in timed if r["within_budget"]]
+    pick = min(eligible, key=lambda r: r["ms_per_face_b1"]) if eligible else None  # type: ignore[arg-type,return-value]
+    return {"threads": threads, "runs": runs, "variants": rows, "fastest_within_budget": pick}
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    _quiet_onnxruntime()
+    budget = None
+    if args.report:
+        try:
+            rep = json.loads(args.report.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{args.report}: unreadable report ({exc})") from exc
+        budget = {r["file"]: bool(r.get("meets_goals")) for r in rep.get("embedder", [])}
+    result = bench_embedders(args.artifacts, runs=args.runs, threads=args.threads, budget=budget)
+    print(f"{'variant':<36} {'backend':<12} {'ms/face':>8}  budget")
+    for r in result["variants"]:  # type: ignore[union-attr]
+        if "error" in r:
+            print(f"{r['variant']:<36} {r['backend']:<12} {'-':>8}  {r['error']}")
+        else:
+            ok = "ok" if r["within_budget"] else "over"
+            print(f"{r['variant']:<36} {r['backend']:<12} {r['ms_per_face_b1']:>8.2f}  {ok}")
+    pick = result["fastest_within_budget"]
+    if pick:
+        print(f"fastest within the accuracy budget: {pick['variant']} ({pick['backend']})")  # type: ignore[index]
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -211,6 +211,25 @@ def _quantize(
             )
         finally:
             bar.close()
+    _drop_unused_initializers(dst)
     params = opts.to_dict()
     params.update(excluded_nodes=exclude, calibration_inputs=total, format="QDQ")
     return params
+
+
+def _drop_unused_initializers(path: Path) -> None:
+    """Remove constants no node reads (left by the quantizer's folding).
+
+    ONNX Runtime would otherwise log one warning per orphan every time a device loads the
+    model, and they are dead bytes in the file.
+    """
+    import onnx
+
+    model = onnx.load(str(path))
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {o.name for o in model.graph.output}
+    keep = [init for init in model.graph.initializer if init.name in used]
+    if len(keep) != len(model.graph.initializer):
+        del model.graph.initializer[:]
+        model.graph.initializer.extend(keep)
+        onnx.save(model, str(path))

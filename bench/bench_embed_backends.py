@@ -1,0 +1,107 @@
+"""Embedder speed per backend x precision: ms per face at batch 1 (and batch 8).
+
+Runs every MobileFaceNet artifact in an ``edgeface quantize build`` output directory, plus
+the float ONNX model, on this machine. Prints a table and writes JSON. Speed is a property
+of the device (a Pi 4 has no int8 dot-product instructions, a Pi 5 and a Jetson Orin do),
+so run it there; ``edgeface bench`` is the same measurement with the accuracy-budget pick.
+
+    python bench/bench_embed_backends.py --artifacts out/quant
+    python bench/bench_embed_backends.py --artifacts out/quant --threads 4 --json /tmp/b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgeface.backends import open_session
+from edgeface.embedder import Embedder
+from edgeface.errors import EdgefaceError
+from edgeface.modelstore import resolve_model
+from edgeface.modelstore.manifest import get_entry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def variants(art_dir: Path) -> list[tuple[str, Path, str]]:
+    out = [("float onnx", resolve_model("mobilefacenet-dyn"), "onnxruntime")]
+    manifest = json.loads((art_dir / "artifacts.json").read_text(encoding="utf-8"))
+    for a in manifest["artifacts"]:
+        if a["model"] == "mobilefacenet":
+            backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
+            out.append((a["file"], art_dir / a["file"], backend))
+    return out
+
+
+def time_batch(emb: Embedder, crops: np.ndarray, repeats: int) -> float:
+    """Median ms per face over ``repeats`` calls (median: robust to a noisy shared CPU)."""
+    for _ in range(3):
+        emb.embed(crops)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        emb.embed(crops)
+        times.append((time.perf_counter() - t0) * 1000 / len(crops))
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--artifacts", type=Path, required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=100)
+    ap.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "embed_backends.json")
+    args = ap.parse_args()
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(3)
+    prep = get_entry("mobilefacenet-dyn").preprocessing
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (8, 112, 112, 3), dtype=np.uint8)
+    rows = []
+    for name, path, backend in variants(args.artifacts):
+        try:
+            session = open_session(path, backend, threads=args.threads)
+        except EdgefaceError as exc:
+            rows.append({"variant": name, "backend": backend, "error": str(exc)})
+            continue
+        emb = Embedder(session, preprocessing=prep, model_id="mobilefacenet", model_sha256="")
+        rows.append(
+            {
+                "variant": name,
+                "backend": backend,
+                "size_bytes": path.stat().st_size,
+                "ms_per_face_b1": round(time_batch(emb, crops[:1], args.repeats), 3),
+                "ms_per_face_b8": round(time_batch(emb, crops, max(args.repeats // 8, 5)), 3),
+            }
+        )
+    print(f"{'variant':<36} {'backend':<12} {'KB':>6} {'ms b1':>7} {'ms b8':>7}")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['variant']:<36} {r['backend']:<12} {r['error']}")
+            continue
+        print(
+            f"{r['variant']:<36} {r['backend']:<12} {r['size_bytes'] / 1000:>6.0f} "
+            f"{r['ms_per_face_b1']:>7.2f} {r['ms_per_face_b8']:>7.2f}"
+        )
+    result = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "rows": rows,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Report arithmetic: box agreement with the float cascade, and the Markdown table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from edgeface_tools.quantize.report import _agreement, load_artifacts, markdown
+
+from edgeface.errors import ConfigError
+
+
+def test_agreement_counts_float_faces_and_annotated_faces() -> None:
+    a, b = Path("a.jpg"), Path("b.jpg")
+    reference = {
+        a: np.array([[0, 0, 100, 100], [200, 200, 220, 220]], float),  # a face, a background FP
+        b: np.array([[10, 10, 60, 60]], float),
+    }
+    found = {
+        a: np.array([[0, 0, 100, 95], [300, 300, 320, 320]], float),  # IoU 0.95; the FP moved
+        b: np.zeros((0, 4)),  # the quantized cascade lost this face
+    }
+    gt = {
+        a: (np.array([[2, 2, 98, 100]], float), 0.5),
+        b: (np.array([[10, 10, 60, 60]], float), 0.5),
+    }
+    all_iou, gt_iou = _agreement(reference, found, gt)
+    np.testing.assert_allclose(all_iou, [0.95, 0.0, 0.0])
+    np.testing.assert_allclose(gt_iou, [0.95, 0.0])
+
+
+def test_markdown_has_one_row_per_variant() -> None:
+    row = {
+        "variant": "int8 onnx",
+        "backend": "onnxruntime",
+        "size_bytes": 1_269_982,
+        "ms_per_face_b1": 3.2,
+        "accuracy": 0.9883,
+        "tar_at_far_1e-3": 0.9713,
+        "cosine_to_float_mean": 0.9941,
+        "cosine_to_float_p1": 0.988,
+        "meets_goals": True,
+    }
+    text = markdown({"embedder": [row, {**row, "variant": "float onnx", "meets_goals": None}]})
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert len(lines) == 3
+    assert (
+        "| int8 onnx | onnxruntime | 1270 | 3.20 | 98.83 | 97.13 | 0.9941 | 0.9880 | yes |" in text
+    )
+
+
+def test_report_without_a_build_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="run edgeface quantize build"):
+        load_artifacts(tmp_path)
+    (tmp_path / "artifacts.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="unreadable"):
+        load_artifacts(tmp_path)
