@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,12 +41,18 @@ def onnx_to_saved_model(onnx_path: Path, out_dir: Path, *, timeout: float = 900)
     The ONNX input should have a dynamic batch: with a fixed small batch onnx2tf validates its
     output on sample images fetched from the internet, which an offline build cannot do.
     """
+    # onnx2tf rewrites its input file in place (with the onnxsim-simplified graph): give it a
+    # private copy, so the source model (often ../shared/models or the model cache) keeps its
+    # sha256. tests/test_quantize_* check the source is unchanged after a build.
+    private = out_dir.parent / f"onnx2tf-input-{onnx_path.name}"
+    private.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(onnx_path, private)
     cmd = [
         sys.executable,
         "-m",
         "onnx2tf",
         "-i",
-        str(onnx_path),
+        str(private),
         "-o",
         str(out_dir),
         "-osd",
