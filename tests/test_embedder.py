@@ -57,8 +57,9 @@ def test_fixed_batch_model_gives_the_same_result(crops) -> None:
 
 
 def test_flip_averaging_changes_little_and_stays_unit(crops) -> None:
-    plain = Embedder.from_config()
+    plain = Embedder.from_config(EmbedderConfig(flip=False))
     flipped = Embedder.from_config(EmbedderConfig(flip=True))
+    assert flipped.flip and Embedder.from_config().flip  # on by default
     a, b = plain.embed(crops[0]), flipped.embed(crops[0])
     np.testing.assert_allclose(np.linalg.norm(b, axis=1), 1.0, atol=1e-5)
     cos = np.sum(a * b, axis=1)

@@ -5,7 +5,9 @@ Rules a caller can rely on:
   ``PipelineConfig.select``; ``analyze`` returns all of them, largest first.
 - No face: ``best_face`` returns ``None``; ``verify`` and ``identify`` return a result whose
   ``no_face`` says which image had none. Nothing raises for a face-less photo.
-- Faces smaller than ``min_face_size`` are not detected at all (pyramid bound).
+- Faces whose box side is below ``min_face_size`` (default 24 px) are ignored: MTCNN does find
+  faces smaller than its pyramid minimum (its regression shrinks boxes to ~9 px), but a crop
+  upsampled from so few pixels gives an embedding that means nothing.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class PipelineConfig:
     select: Selection = "largest"
     #: path of a calibration file; default: the one shipped for the embedding model
     calibration: str | None = None
+    #: smallest face (box side, px) that is recognized; smaller ones count as no face
+    min_face_size: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -99,10 +103,12 @@ class FacePipeline:
         calibration: Calibration | None = None,
         *,
         select: Selection = "largest",
+        min_face_size: float = 24.0,
     ) -> None:
         self.detector = detector
         self.embedder = embedder
         self.select = select
+        self.min_face_size = min_face_size
         if calibration is not None and calibration.embedding_space != embedder.model_id:
             raise ConfigError(
                 f"calibration is for embedding model '{calibration.embedding_space}', "
@@ -128,7 +134,13 @@ class FacePipeline:
             if path is not None:
                 raise
             calibration = None
-        return cls(MTCNNDetector(cfg.detector), embedder, calibration, select=cfg.select)
+        return cls(
+            MTCNNDetector(cfg.detector),
+            embedder,
+            calibration,
+            select=cfg.select,
+            min_face_size=cfg.min_face_size,
+        )
 
     @classmethod
     def default(cls) -> FacePipeline:
@@ -149,14 +161,17 @@ class FacePipeline:
         embeddings = self.embedder.embed(crops)
         return [FaceResult(f, c, e) for f, c, e in zip(faces, crops, embeddings, strict=True)]
 
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """Detected faces big enough to recognize."""
+        return [f for f in self.detector.detect(image) if f.size >= self.min_face_size]
+
     def analyze(self, image: np.ndarray) -> list[FaceResult]:
-        """Every face in ``image`` (RGB uint8), largest first, aligned and embedded."""
-        faces = sorted(self.detector.detect(image), key=lambda f: -f.area)
-        return self._results(image, faces)
+        """Every recognizable face in ``image`` (RGB uint8), largest first, embedded."""
+        return self._results(image, sorted(self.faces(image), key=lambda f: -f.area))
 
     def best_face(self, image: np.ndarray, select: Selection | None = None) -> FaceResult | None:
-        """The one face a 1:1 or 1:N decision is about, or None if there is no face."""
-        face = select_face(self.detector.detect(image), image.shape, select or self.select)
+        """The one face a 1:1 or 1:N decision is about, or None if there is none usable."""
+        face = select_face(self.faces(image), image.shape, select or self.select)
         return None if face is None else self._results(image, [face])[0]
 
     def verify(
