@@ -79,22 +79,22 @@ def test_corrupt_model_file_is_a_model_error(tmp_path: Path) -> None:
         Embedder.from_config(EmbedderConfig(path=str(bad)))
 
 
-def test_model_with_wrong_input_shape_is_refused(tmp_path: Path) -> None:
-    # a valid ONNX model that takes 64x64 images: loads fine, but is not a face embedder
-    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 64, 64])
-    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])
+def _relu_model(path: Path, shape: list[int]) -> Path:
+    """A valid ONNX model (image in, same image out) that is not a face embedder."""
+    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [inp], [out])
-    path = tmp_path / "wrong.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_model_with_wrong_input_shape_is_refused(tmp_path: Path) -> None:
+    path = _relu_model(tmp_path / "wrong.onnx", [1, 3, 64, 64])
     with pytest.raises(ModelError, match="input shape"):
         Embedder.from_config(EmbedderConfig(path=str(path)))
 
 
 def test_model_with_wrong_output_is_refused(tmp_path: Path) -> None:
-    inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 112, 112])
-    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 112, 112])
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [inp], [out])
-    path = tmp_path / "image_to_image.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    path = _relu_model(tmp_path / "image_to_image.onnx", [1, 3, 112, 112])
     with pytest.raises(ModelError, match="not one"):
         Embedder.from_config(EmbedderConfig(path=str(path)))

@@ -125,7 +125,7 @@ def run_lfw(args: argparse.Namespace) -> int:
     if args.write_calibration is not None:
         out["calibration"] = _calibrate(args, embedder, aligned, emb)
     if args.plot:
-        from edgeface.evaluation.roc_plot import plot_roc_curves
+        from edgeface.evaluation.plots import plot_roc_curves
 
         plot_roc_curves(
             {f"{embedder.model_id} ({args.backend})": roc_curve(scores, pairs.same)}, args.plot

@@ -334,7 +334,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def write_report(result: dict[str, Any], rocs: dict[str, Any], out_dir: Path) -> list[Path]:
-    from edgeface.evaluation.roc_plot import plot_roc_curves
+    from edgeface.evaluation.plots import plot_roc_curves
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
