@@ -22,6 +22,7 @@ from edgeface.detector.networks import NumpyMTCNNSession
 from edgeface.detector.stages import normalize
 from edgeface.evaluation.detection import iou_matrix
 from edgeface.imaging import load_image
+from edgeface.modelstore import sha256_file
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,8 @@ def test_build_writes_all_twelve_with_manifest(built) -> None:
     manifest = json.loads((out.root / MANIFEST_NAME).read_text())
     recs = {a["name"]: a for a in manifest["artifacts"]}
     assert set(recs) == set(names)
+    for name, rec in recs.items():  # nothing rewrote an artifact after it was recorded
+        assert rec["sha256"] == sha256_file(out.root / name), name
     assert recs["mtcnn-pnet-int8.onnx"]["calibration"]["images"] == 10
     assert recs["mtcnn-rnet-int8.tflite"]["calibration"]["rnet_crops"] > 100
     for n in ("pnet", "rnet", "onet"):
