@@ -32,6 +32,8 @@ class OnnxRuntimeSession:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # INT8 QDQ models make ORT warn about every folded initializer on load: errors only
+        opts.log_severity_level = 3
         available = ort.get_available_providers()
         chosen = [p for p in (providers or ["CPUExecutionProvider"]) if p in available]
         if not chosen:
