@@ -25,7 +25,7 @@ _NORMALIZE = ((np.arange(256, dtype=np.float32) - 127.5) * 0.0078125).astype(np.
 
 def normalize(image_rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB -> float32 in [-1, 1), the MTCNN input convention."""
-    return _NORMALIZE[image_rgb]
+    return np.take(_NORMALIZE, image_rgb)
 
 
 @dataclass
