@@ -16,6 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEFACE_SHARED_DIR", REPO.parent / "shared"))
+MTCNN_ONNX = ("mtcnn-pnet-onnx", "mtcnn-rnet-onnx", "mtcnn-onet-onnx")
 
 
 def _require(path: Path) -> Path:
@@ -39,7 +40,7 @@ def models_ready() -> None:
     """Make sure every model the runtime needs resolves with the right sha256."""
     from edgeface.modelstore.fetch import fetch_model
 
-    for name in ("mtcnn", "mobilefacenet", "mobilefacenet-dyn", "yunet"):
+    for name in ("mtcnn", "mobilefacenet", "mobilefacenet-dyn", "yunet", *MTCNN_ONNX):
         fetch_model(name, log=lambda _msg: None)
 
 

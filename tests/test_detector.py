@@ -67,7 +67,7 @@ def test_bad_config_and_bad_input() -> None:
     with pytest.raises(ConfigError, match="thresholds"):
         DetectorConfig(thresholds=(0.6, 0.7, 1.5))
     with pytest.raises(ConfigError, match="needs a model file"):
-        MTCNNDetector(DetectorConfig(backend="onnxruntime"))
+        MTCNNDetector(DetectorConfig(backend="litert"))
 
 
 def test_wrong_input_array_is_an_image_error(detector) -> None:
@@ -84,3 +84,17 @@ def test_corrupt_weight_file_is_a_model_error(tmp_path: Path) -> None:
     np.savez(wrong, **{"pnet.conv1.w": np.zeros((3, 3, 3, 4), np.float32)})
     with pytest.raises(ModelError, match="wrong names or shapes"):
         MTCNNDetector(DetectorConfig(models={"mtcnn": str(wrong)}))
+
+
+def test_onnxruntime_backend_finds_the_same_faces(
+    shared_data: Path, detector, models_ready
+) -> None:
+    """The float ONNX export of the same weights, run by ONNX Runtime, is the same detector."""
+    ort = MTCNNDetector(DetectorConfig(backend="onnxruntime"))
+    for name in ("2008_001009.jpg", "2008_007676.jpg", "bald_guys.jpg"):
+        image = load_image(shared_data / "detection/dlib_faces" / name)
+        a, b = detector.detect(image), ort.detect(image)
+        assert len(a) == len(b)
+        for fa, fb in zip(a, b, strict=True):
+            np.testing.assert_allclose(fa.box, fb.box, atol=0.05)
+            np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=0.05)

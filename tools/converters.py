@@ -157,8 +157,18 @@ def onnx_dynamic_batch(src: Path, out: Path) -> None:
     onnx.save(model, str(out))
 
 
+def _mtcnn_onnx(net: str) -> Callable[[Path, Path], None]:
+    def transform(npz: Path, out: Path) -> None:
+        from edgeface_tools.quantize.mtcnn_export import write_onnx
+
+        write_onnx(npz, net, out)
+
+    return transform
+
+
 DERIVED_TRANSFORMS: dict[str, Callable[[Path, Path], None]] = {
     "onnx_dynamic_batch": onnx_dynamic_batch,
+    **{f"mtcnn_onnx_{net}": _mtcnn_onnx(net) for net in ("pnet", "rnet", "onet")},
 }
 
 

@@ -40,7 +40,8 @@ class DetectorConfig:
     nms_onet: float = 0.7
     #: inference backend for the three networks: "numpy", "onnxruntime" or "litert"
     backend: str = "numpy"
-    #: per-network model files for non-NumPy backends ({"pnet": path, ...})
+    #: per-network model files for non-NumPy backends ({"pnet": path, ...}); the onnxruntime
+    #: backend defaults to the float exports in the manifest (mtcnn-pnet-onnx, ...)
     models: dict[str, str] = field(default_factory=dict)
     #: options passed to the backend session (e.g. {"threads": 2})
     session_options: dict[str, object] = field(default_factory=dict)
@@ -88,9 +89,13 @@ class MTCNNDetector:
         if cfg.backend == "numpy":
             path = Path(cfg.models["mtcnn"]) if "mtcnn" in cfg.models else resolve_model("mtcnn")
             return open_session(path, "numpy", net=net)
-        if net not in cfg.models:
+        if net in cfg.models:
+            path = Path(cfg.models[net])
+        elif cfg.backend == "onnxruntime":
+            path = resolve_model(f"mtcnn-{net}-onnx")  # exported from the same weights
+        else:
             raise ConfigError(f"detector backend '{cfg.backend}' needs a model file for '{net}'")
-        return open_session(cfg.models[net], cfg.backend, **cfg.session_options)
+        return open_session(path, cfg.backend, **cfg.session_options)
 
     def detect(self, image: np.ndarray, *, color: Literal["rgb", "bgr"] = "rgb") -> list[Face]:
         """Faces in ``image`` (uint8 HxWx3 in ``color`` order), highest score first."""
