@@ -131,8 +131,11 @@ class Embedder:
             crops = crops[None]
         if len(crops) == 0:
             return np.empty((0, self.dim), np.float32)
-        raw = self._run(crops)
         if self.flip:
-            raw = raw + self._run(np.ascontiguousarray(crops[:, :, ::-1]))
+            # crops and their mirrors in one batch: one session call instead of two
+            both = self._run(np.concatenate([crops, crops[:, :, ::-1]]))
+            raw = both[: len(crops)] + both[len(crops) :]
+        else:
+            raw = self._run(crops)
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         return (raw / np.maximum(norms, 1e-12)).astype(np.float32)
