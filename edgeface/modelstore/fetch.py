@@ -6,37 +6,22 @@ on a development machine with ``../shared/models`` this only builds the derived 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from edgeface.errors import ModelError, StorageError
+from edgeface.errors import ModelError
 from edgeface.modelstore.manifest import get_entry, load_manifest
 from edgeface.modelstore.resolver import ModelResolver, sha256_file, user_cache_dir
+from edgeface.storage import staged_path
 
 Log = Callable[[str], None]
 
 
 def atomic_write_from(dest: Path, produce: Callable[[Path], None]) -> None:
     """Run ``produce(tmp)`` then rename tmp to ``dest``: a crash never leaves a half file."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        raise StorageError(f"cannot write to {dest.parent}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with staged_path(dest) as tmp:
         produce(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except OSError as exc:
-        raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _download(url: str, dest: Path, timeout: float = 60.0) -> None:

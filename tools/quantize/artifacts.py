@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from typing import Any
 
 from edgeface.errors import StorageError
 from edgeface.modelstore.resolver import sha256_file
+from edgeface.storage import staged_path
 
 MANIFEST_NAME = "artifacts.json"
 TOOL_PACKAGES = (
@@ -98,20 +98,8 @@ class ArtifactDir:
         On any exception (KeyboardInterrupt included) the temporary file is removed and the
         final name is left untouched, so a previous good artifact survives a failed rebuild.
         """
-        dest = self.root / final_name
-        stage = Path(tempfile.mkdtemp(prefix=f".{final_name}.", suffix=".part", dir=self.root))
-        tmp = stage / final_name
-        try:
+        with staged_path(self.root / final_name) as tmp:
             yield tmp
-            if not tmp.is_file():
-                raise StorageError(f"{final_name}: the converter produced no file")
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except OSError as exc:
-            raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
 
     def add(self, record: ArtifactRecord) -> ArtifactRecord:
         self.records[record.name] = record
