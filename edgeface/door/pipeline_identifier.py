@@ -13,13 +13,7 @@ from typing import Any
 import numpy as np
 
 from edgeface.door.identify import Observation
-
-
-def _pick(faces: list[Any], select: str, shape: tuple[int, ...]) -> Any:
-    if select == "central":
-        cy, cx = shape[0] / 2.0, shape[1] / 2.0
-        return min(faces, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)
-    return max(faces, key=lambda f: f.area)
+from edgeface.recognition.pipeline import select_face
 
 
 class PipelineIdentifier:
@@ -68,7 +62,8 @@ class PipelineIdentifier:
         t = self._timed("detect", t)
         if not faces:
             return Observation.no_face(self.threshold)
-        face = _pick(faces, self.select, rgb.shape)
+        face = select_face(faces, rgb.shape, self.select)  # type: ignore[arg-type]
+        assert face is not None
         if face.size < self.min_face_size:
             return Observation(
                 None, None, float("nan"), self.threshold, float(face.score), float(face.size)
