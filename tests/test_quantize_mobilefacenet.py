@@ -21,7 +21,7 @@ from edgeface.aligner import align_face
 from edgeface.backends import open_session
 from edgeface.embedder import Embedder
 from edgeface.imaging import load_image
-from edgeface.modelstore import resolve_model, sha256_file
+from edgeface.modelstore import load_manifest, resolve_model, sha256_file
 from edgeface.modelstore.manifest import get_entry
 
 pytestmark = pytest.mark.slow
@@ -105,7 +105,9 @@ def test_manifest_records_every_artifact(built) -> None:
     ]
     manifest = json.loads((out.root / MANIFEST_NAME).read_text())
     assert {"onnx", "onnxruntime", "onnx2tf", "tensorflow"} <= set(manifest["tools"])
+    # the build must not touch its source (onnx2tf rewrites its input file in place)
     source_sha = sha256_file(resolve_model("mobilefacenet-dyn"))
+    assert source_sha == load_manifest()["mobilefacenet-dyn"].sha256
     by_name = {a["name"]: a for a in manifest["artifacts"]}
     for name in names:
         rec = by_name[name]
