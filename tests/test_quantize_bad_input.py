@@ -11,7 +11,7 @@ from edgeface_tools.quantize.artifacts import MANIFEST_NAME, ArtifactDir
 from edgeface_tools.quantize.onnx_int8 import load_onnx_checked
 
 from edgeface.cli.main import main
-from edgeface.errors import ModelError, NoFaceError, StorageError
+from edgeface.errors import ConfigError, ModelError, NoFaceError, StorageError
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
@@ -139,3 +139,33 @@ def test_converter_that_writes_nothing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="produced no file"), out.staging("x.tflite"):
         pass
     assert not (tmp_path / "x.tflite").exists()
+
+
+def test_float_tail_with_integer_io_is_refused_before_converting(tmp_path: Path) -> None:
+    """A float head cannot end in int8 outputs; say so instead of a converter stack trace."""
+    from edgeface_tools.quantize.tflite import saved_model_to_tflite
+
+    calib = np.zeros((2, 12, 12, 3), np.float32)
+    with pytest.raises(ConfigError, match="float tail needs float32"):
+        saved_model_to_tflite(
+            tmp_path / "no_model",
+            tmp_path / "x.tflite",
+            precision="int8",
+            calib_nhwc=calib,
+            io_type="int8",
+            float_tail_after="PRELU",
+        )
+    assert not (tmp_path / "x.tflite").exists()
+
+
+def test_head_nodes_of_a_graph_without_prelu_is_a_model_error(tmp_path: Path) -> None:
+    import onnx
+    from edgeface_tools.quantize.mtcnn_export import head_nodes
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="r")], "g", [x], [y])
+    with pytest.raises(ModelError, match="no PRelu"):
+        head_nodes(helper.make_model(graph))
+    assert onnx  # the graph is a real ONNX model, not a stand-in

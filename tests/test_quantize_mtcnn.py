@@ -139,3 +139,32 @@ def test_int8_cascade_still_finds_the_same_faces(built, dlib_images, fmt: str) -
     assert len(ious) >= 40
     assert np.mean(ious >= 0.5) >= 0.95  # the same faces are found ...
     assert np.mean(ious) >= 0.85  # ... with boxes close to the float ones
+
+
+def _on_8bit_grid(x: np.ndarray) -> np.ndarray:
+    """True where a value is a multiple of 1/255 or 1/256 (a quantized softmax output)."""
+    return np.isclose(x * 255, np.round(x * 255), atol=1e-3) | np.isclose(
+        x * 256, np.round(x * 256), atol=1e-3
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_int8_heads_stay_float_so_scores_do_not_tie(built, dlib_images, fmt: str) -> None:
+    """A quantized softmax gave nearly every face one of a few scores (steps of 1/255), and
+    the score-ranked NMS then kept other boxes than float. The heads now compute in float."""
+    out, _ = built
+    det = _detector(out, fmt, "int8")
+    scores = np.array([f.score for img in dlib_images for f in det.detect(img)])
+    assert len(scores) >= 40
+    assert np.mean(_on_8bit_grid(scores)) < 0.1
+    assert len(np.unique(scores)) >= 0.95 * len(scores)
+    recs = {a["name"]: a for a in json.loads((out.root / MANIFEST_NAME).read_text())["artifacts"]}
+    for net in ("pnet", "rnet", "onet"):
+        q = recs[f"mtcnn-{net}-int8.{fmt}"]["quantization"]
+        if fmt == "onnx":
+            assert "score_softmax" in q["excluded_nodes"] and "prob" in q["excluded_nodes"]
+            share = q["float_share"]
+            assert 0 < share["float_weights"] < 0.05 * share["total_weights"]  # trunk is INT8
+        else:
+            assert "SOFTMAX" in q["float_ops"] and "PRELU" not in q["float_ops"]

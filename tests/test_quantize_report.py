@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from edgeface_tools.quantize.report import _agreement, load_artifacts, markdown
+from edgeface_tools.quantize.report import _agreement, grey_noise, load_artifacts, markdown
 
 from edgeface.errors import ConfigError
 
@@ -56,3 +56,13 @@ def test_report_without_a_build_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "artifacts.json").write_text("{not json")
     with pytest.raises(ConfigError, match="unreadable"):
         load_artifacts(tmp_path)
+
+
+def test_grey_noise_moves_each_value_by_at_most_one_level_deterministically() -> None:
+    img = np.array([[[0, 128, 255]] * 50] * 40, np.uint8)
+    a, b = grey_noise(img, 3), grey_noise(img, 3)
+    np.testing.assert_array_equal(a, b)
+    diff = a.astype(int) - img.astype(int)
+    assert diff.min() >= -1 and diff.max() <= 1 and (diff != 0).mean() > 0.3
+    assert a.dtype == np.uint8 and a[..., 0].min() == 0 and a[..., 2].max() == 255  # clipped
+    assert not np.array_equal(grey_noise(img, 4), a)

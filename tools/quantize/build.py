@@ -184,11 +184,23 @@ def build_mtcnn(
     images: int = 40,
     tflite: bool = True,
     tflite_io: str = "float32",
+    float_heads: bool = True,
     log: Log = print,
     progress: bool = True,
 ) -> list[str]:
-    """Float + INT8 ONNX and TFLite of the three nets; returns their manifest names."""
-    from edgeface_tools.quantize.mtcnn_export import NETS, tflite_convert, write_onnx
+    """Float + INT8 ONNX and TFLite of the three nets; returns their manifest names.
+
+    ``float_heads`` (default) keeps each net's output heads in float inside the INT8 models
+    (INT8 trunk, float score / box / landmark layers): a quantized softmax ties the scores
+    that every NMS ranks by (see ``mtcnn_export.head_nodes`` and docs/quantization.md).
+    """
+    from edgeface_tools.quantize.mtcnn_export import (
+        NETS,
+        float_share,
+        head_nodes,
+        tflite_convert,
+        write_onnx,
+    )
 
     npz = resolve_model("mtcnn")
     src_sha = sha256_file(npz)
@@ -224,10 +236,13 @@ def build_mtcnn(
             **common,
         )
         i8 = f"mtcnn-{net}-int8.onnx"
-        log(f"{i8}: INT8 ONNX (minmax)")
-        opts = OnnxInt8Options(method="minmax", activation_type="quint8")
+        model = load_onnx_checked(out.root / f32)
+        heads = head_nodes(model) if float_heads else []
+        log(f"{i8}: INT8 ONNX (minmax{', float heads' if heads else ''})")
+        opts = OnnxInt8Options(method="minmax", activation_type="quint8", exclude_nodes=heads)
         with out.staging(i8) as tmp:
             params = quantize_onnx_int8(out.root / f32, tmp, nchw, opts, progress=progress)
+        params["float_share"] = float_share(model, heads)
         out.record_file(
             i8,
             i8,
@@ -246,7 +261,14 @@ def build_mtcnn(
         log(f"mtcnn-{net}: TFLite fp32 + int8 (onnx2tf)")
         with contextlib.ExitStack() as stack:
             tmps = {p: stack.enter_context(out.staging(n)) for p, n in names.items()}
-            tparams = tflite_convert(out.root / f32, net, tmps, calib=calib[net], io_type=tflite_io)
+            tparams = tflite_convert(
+                out.root / f32,
+                net,
+                tmps,
+                calib=calib[net],
+                io_type=tflite_io,
+                float_heads=float_heads,
+            )
         for precision, name in names.items():
             out.record_file(
                 name,

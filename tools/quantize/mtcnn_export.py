@@ -124,6 +124,32 @@ def build_onnx(npz: Path, net: str) -> Any:
     return model
 
 
+def head_nodes(model: Any) -> list[str]:
+    """Names of the nodes after the trunk's last PRelu: the score / box / landmark heads.
+
+    Why they stay float in the INT8 models: quantizing them rounds ``prob`` to steps of 1/255
+    (softmax output) and the box offsets to their output scale, so most faces share the same
+    few scores and the NMS after each stage, which ranks by score, keeps a different box than
+    the float cascade; scores near the 0.6 / 0.7 thresholds also jump across them. The heads
+    are a 1x1 conv (P-Net) or small dense layers: about 1 % of the weights (see
+    docs/quantization.md), computed in float from the dequantized INT8 trunk features.
+    """
+    nodes = list(model.graph.node)
+    last = max((i for i, n in enumerate(nodes) if n.op_type == "PRelu"), default=None)
+    if last is None:
+        raise ModelError("the MTCNN graph has no PRelu: not one of our exports")
+    return [n.name for n in nodes[last + 1 :]]
+
+
+def float_share(model: Any, float_nodes: list[str]) -> dict[str, int]:
+    """Weights (Conv/Gemm kernels and biases) in the float nodes vs. in the whole model."""
+    sizes = {i.name: int(np.prod(i.dims)) for i in model.graph.initializer}
+    weighted = [n for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    total = sum(sizes.get(x, 0) for n in weighted for x in n.input[1:])
+    kept = sum(sizes.get(x, 0) for n in weighted if n.name in float_nodes for x in n.input[1:])
+    return {"float_weights": kept, "total_weights": total}
+
+
 def write_onnx(npz: Path, net: str, out: Path) -> None:
     import onnx
 
@@ -163,11 +189,14 @@ def tflite_convert(
     *,
     calib: list[np.ndarray] | None = None,
     io_type: str = "float32",
+    float_heads: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """TFLite files of one net from its float ONNX, via onnx2tf (NHWC, PReLU kept as PRELU).
 
     ``outs`` maps precision ("fp32", "fp16", "int8") to the file to write; returns the
-    parameters of each for the manifest.
+    parameters of each for the manifest. With ``float_heads`` the INT8 file keeps the ops
+    after the last PRELU (score / box / landmark heads, softmax) in float, for the reason
+    given in :func:`head_nodes`.
     """
     from edgeface_tools.quantize.tflite import onnx_to_saved_model, saved_model_to_tflite
 
@@ -180,7 +209,13 @@ def tflite_convert(
                 if not calib:
                     raise ConfigError(f"INT8 TFLite {net} needs calibration inputs")
                 rep = tflite_calibration(net, calib)
+            tail = "PRELU" if precision == "int8" and float_heads else None
             params[precision] = saved_model_to_tflite(
-                saved, out, precision=precision, calib_nhwc=rep, io_type=io_type
+                saved,
+                out,
+                precision=precision,
+                calib_nhwc=rep,
+                io_type=io_type,
+                float_tail_after=tail,
             )
     return params

@@ -100,7 +100,30 @@ elif args["precision"] == "int8":
     conv.inference_output_type = io
     if args.get("per_tensor"):
         conv._experimental_disable_per_channel = True
-data = conv.convert()
+if args["precision"] == "int8" and args.get("float_tail_after"):
+    # the ops after the last op of this type stay float: find their output tensors in the
+    # float model (same names in the calibrated one), calibrate, quantize all but those
+    from ai_edge_litert.interpreter import Interpreter
+    plain = tf.lite.TFLiteConverter.from_saved_model(args["saved_model"]).convert()
+    it = Interpreter(model_content=plain)
+    ops = it._get_ops_details()
+    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    kinds = [o["op_name"] for o in ops]
+    if args["float_tail_after"] not in kinds:
+        sys.exit(f"no {args['float_tail_after']} op in the model: cannot find its float tail")
+    last = len(kinds) - 1 - kinds[::-1].index(args["float_tail_after"])
+    tail = [names[i] for o in ops[last + 1 :] for i in o["outputs"]]
+    opts = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=tail, fully_quantize=False
+    )
+    dbg = tf.lite.experimental.QuantizationDebugger(
+        converter=conv, debug_dataset=rep, debug_options=opts
+    )
+    data = dbg.get_nondebug_quantized_model()
+    with open(args["tail_json"], "w") as f:
+        json.dump({"float_ops": kinds[last + 1 :], "float_tensors": tail}, f)
+else:
+    data = conv.convert()
 with open(args["out"], "wb") as f:
     f.write(data)
 """
@@ -115,6 +138,7 @@ def saved_model_to_tflite(
     io_type: str = "int8",
     allow_float_fallback: bool = False,
     per_tensor: bool = False,
+    float_tail_after: str | None = None,
     timeout: float = 1800,
 ) -> dict[str, Any]:
     """Convert a SavedModel to one TFLite file; returns the parameters for the manifest.
@@ -122,6 +146,11 @@ def saved_model_to_tflite(
     ``precision="int8"`` is full-integer quantization: every op int8 (``allow_float_fallback``
     off), with int8, uint8 or float32 input/output (``io_type``) and ranges from
     ``calib_nhwc`` (preprocessed float NHWC inputs, the representative dataset).
+
+    ``float_tail_after`` (a TFLite op type, e.g. ``"PRELU"``): the ops after the last op of
+    that type stay float (TF's quantization denylist; a DEQUANTIZE feeds them), so a small
+    output head is computed in float from the INT8 trunk. Only with float32 I/O: the debugger
+    that applies the denylist has no int8-output mode for a float tail.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"TFLite precision '{precision}' unknown (use {PRECISIONS})")
@@ -136,6 +165,8 @@ def saved_model_to_tflite(
             "io_type": io_type,
             "allow_float_fallback": allow_float_fallback,
             "per_tensor": per_tensor,
+            "float_tail_after": float_tail_after,
+            "tail_json": str(Path(tmp) / "tail.json"),
         }
         if precision == "int8":
             if calib_nhwc is None or len(calib_nhwc) == 0:
@@ -149,6 +180,10 @@ def saved_model_to_tflite(
                 per_channel=not per_tensor,
                 representative_samples=len(calib_nhwc),
             )
+            if float_tail_after:
+                if io_type != "float32":
+                    raise ConfigError("a float tail needs float32 TFLite input/output")
+                params["float_tail_after"] = float_tail_after
         cmd = [sys.executable, "-c", _CONVERT_SCRIPT, json.dumps(args)]
         try:
             res = subprocess.run(
@@ -159,4 +194,7 @@ def saved_model_to_tflite(
         if res.returncode != 0 or not out.is_file():
             tail = (res.stderr or res.stdout).strip().splitlines()[-3:]
             raise ModelError(f"TFLite conversion ({precision}) failed: {' | '.join(tail)}")
+        tail_info = Path(args["tail_json"])
+        if tail_info.is_file():
+            params.update(json.loads(tail_info.read_text(encoding="utf-8")))
     return params
