@@ -16,7 +16,8 @@ from typing import Literal
 import numpy as np
 
 from edgeface.backends.base import InferenceSession, open_session, register_backend
-from edgeface.detector.stages import OutputStage, ProposalStage, RefineStage, normalize
+from edgeface.detector.normalize import normalize
+from edgeface.detector.stages import OutputStage, ProposalStage, RefineStage
 from edgeface.errors import ConfigError
 from edgeface.imaging import ensure_rgb_uint8
 from edgeface.modelstore import resolve_model
@@ -105,9 +106,9 @@ class MTCNNDetector:
         scales = pyramid_scales(h, w, cfg.min_face_size, cfg.scale_factor)
         if not scales:
             return []
-        x = normalize(rgb)
         t1, t2, t3 = cfg.thresholds
-        cand = self.pnet(x, scales, t1, cfg.nms_pnet_scale, cfg.nms_pnet_all)
+        cand = self.pnet(rgb, scales, t1, cfg.nms_pnet_scale, cfg.nms_pnet_all)
+        x = normalize(rgb)  # R-Net and O-Net crop the normalized frame
         cand = self.rnet(x, cand, t2, cfg.nms_rnet)
         cand = self.onet(x, cand, t3, cfg.nms_onet)
         order = np.argsort(-cand.scores, kind="stable")

@@ -53,6 +53,7 @@ class NumpyMTCNNSession:
         )
         self._forward = {"pnet": self._pnet, "rnet": self._rnet, "onet": self._onet}[net]
         try:
+            self._heads_w, self._heads_b = self._merge_heads()
             self._forward(np.zeros((1, size or 12, size or 12, 3), np.float32))
         except (KeyError, ValueError) as exc:
             raise ModelError(
@@ -66,26 +67,31 @@ class NumpyMTCNNSession:
         w = self.w
         return L.prelu(L.conv2d(x, w[f"conv{i}.w"], w[f"conv{i}.b"]), w[f"prelu{i}"])
 
-    def _heads(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        w = self.w
-        prob = L.softmax_face_probability(L.dense(x, w["score.w"], w["score.b"]))
-        return prob, L.dense(x, w["box.w"], w["box.b"])
+    def _merge_heads(self) -> tuple[np.ndarray, np.ndarray]:
+        """The score, box (and landmark) heads read the same features: one matmul for all."""
+        names = ["score", "box"] + (["landmarks"] if self.net == "onet" else [])
+        w = np.concatenate([self.w[f"{n}.w"] for n in names], axis=-1)
+        return w, np.concatenate([self.w[f"{n}.b"] for n in names])
+
+    def _heads(self, x: np.ndarray) -> list[np.ndarray]:
+        """[P(face), box offsets(, landmarks)] from the merged head output."""
+        if x.ndim == 4:  # P-Net: 1x1 convolution over the feature map
+            out = L.conv2d(x, self._heads_w, self._heads_b)
+        else:
+            out = L.dense(x, self._heads_w, self._heads_b)
+        prob = L.softmax_face_probability(out[..., 0:2])
+        return [prob, out[..., 2:6]] + ([out[:, 6:16]] if self.net == "onet" else [])
 
     def _pnet(self, x: np.ndarray) -> list[np.ndarray]:
-        w = self.w
         x = L.max_pool(self._block(x, 1), 2, 2, "same")
-        x = self._block(self._block(x, 2), 3)
-        prob = L.softmax_face_probability(L.conv2d(x, w["score.w"], w["score.b"]))
-        return [prob, L.conv2d(x, w["box.w"], w["box.b"])]
+        return self._heads(self._block(self._block(x, 2), 3))
 
     def _rnet(self, x: np.ndarray) -> list[np.ndarray]:
         w = self.w
         x = L.max_pool(self._block(x, 1), 3, 2, "same")
         x = L.max_pool(self._block(x, 2), 3, 2, "valid")
         x = L.flatten_caffe_order(self._block(x, 3))
-        x = L.prelu(L.dense(x, w["fc4.w"], w["fc4.b"]), w["prelu4"])
-        prob, box = self._heads(x)
-        return [prob, box]
+        return self._heads(L.prelu(L.dense(x, w["fc4.w"], w["fc4.b"]), w["prelu4"]))
 
     def _onet(self, x: np.ndarray) -> list[np.ndarray]:
         w = self.w
@@ -93,6 +99,4 @@ class NumpyMTCNNSession:
         x = L.max_pool(self._block(x, 2), 3, 2, "valid")
         x = L.max_pool(self._block(x, 3), 2, 2, "same")
         x = L.flatten_caffe_order(self._block(x, 4))
-        x = L.prelu(L.dense(x, w["fc5.w"], w["fc5.b"]), w["prelu5"])
-        prob, box = self._heads(x)
-        return [prob, box, L.dense(x, w["landmarks.w"], w["landmarks.b"])]
+        return self._heads(L.prelu(L.dense(x, w["fc5.w"], w["fc5.b"]), w["prelu5"]))

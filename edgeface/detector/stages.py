@@ -9,24 +9,15 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from edgeface.backends.base import InferenceSession
 from edgeface.detector import boxes as B
+from edgeface.detector.normalize import normalize as normalize  # re-exported
+from edgeface.detector.pyramid import AreaPyramid
 
 #: P-Net sees 12x12 windows with stride 2 (one pooling layer)
 PNET_CELL, PNET_STRIDE = 12, 2
-
-
-#: (x - 127.5) / 128 for every uint8 value: one table lookup (cv2.LUT, vectorized and
-#: threaded) instead of three array passes
-_NORMALIZE = ((np.arange(256, dtype=np.float32) - 127.5) * 0.0078125).astype(np.float32)
-
-
-def normalize(image_rgb: np.ndarray) -> np.ndarray:
-    """uint8 RGB -> float32 in [-1, 1), the MTCNN input convention."""
-    return cv2.LUT(image_rgb, _NORMALIZE)
 
 
 @dataclass
@@ -53,11 +44,11 @@ class Stage:
     """Feeds NHWC batches to a session in its layout and batch size.
 
     With an ``executor`` (and a thread-safe session) a batch is split across its workers:
-    NumPy and ONNX Runtime release the GIL in the heavy calls, so two cores do twice the
-    work. Results are concatenated in order, so they are identical to a serial run.
+    NumPy and ONNX Runtime release the GIL in the heavy calls, so two cores share the work.
+    Results are concatenated in order, so they are identical to a serial run.
     """
 
-    #: below this many crops per worker, splitting costs more than it saves
+    #: below this many inputs per worker, splitting costs more than it saves
     min_split = 8
 
     def __init__(
@@ -78,16 +69,31 @@ class Stage:
             chunk = chunk.transpose(0, 3, 1, 2)
         return self.session.run(chunk)
 
-    def run_batched(self, batch_nhwc: np.ndarray) -> list[np.ndarray]:
-        n = len(batch_nhwc)
-        size = self.max_batch
+
+class CropStage(Stage):
+    """A network on square crops of the candidates (R-Net, O-Net)."""
+
+    #: the network's input side in pixels
+    size: int
+
+    def run_on_crops(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+        """Network outputs for the crop of every box, in box order.
+
+        Each worker crops its own share of the boxes, so the cropping is split too.
+        """
+        n = len(boxes)
+        step = self.max_batch
         if self.workers > 1 and n >= 2 * self.min_split:
-            size = min(size, -(-n // self.workers))
-        chunks = [batch_nhwc[i : i + size] for i in range(0, n, size)]
-        if self.executor is not None and len(chunks) > 1:
-            parts = list(self.executor.map(self._run, chunks))
+            step = min(step, -(-n // self.workers))
+
+        def run(start: int) -> list[np.ndarray]:
+            return self._run(B.crop_patches(image, boxes[start : start + step], self.size))
+
+        starts = range(0, n, step)
+        if self.executor is not None and len(starts) > 1:
+            parts = list(self.executor.map(run, starts))
         else:
-            parts = [self._run(c) for c in chunks]
+            parts = [run(start) for start in starts]
         return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
 
 
@@ -96,17 +102,18 @@ class ProposalStage(Stage):
 
     def __call__(
         self,
-        image: np.ndarray,
+        image_u8: np.ndarray,
         scales: list[float],
         threshold: float,
         nms_scale: float,
         nms_all: float,
     ) -> Candidates:
+        """Proposals from the uint8 RGB frame (the pyramid normalizes each level itself)."""
+        pyramid = AreaPyramid(image_u8)
+        h, w = image_u8.shape[:2]
+
         def level(scale: float) -> Candidates:
-            h, w = image.shape[:2]
-            resized = cv2.resize(
-                image, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA
-            )
+            resized = pyramid.level(int(w * scale), int(h * scale))
             prob, offsets = self._run(resized[None])
             cand = self._decode(prob[0], offsets[0], scale, threshold)
             return cand.take(B.nms(cand.boxes, cand.scores, nms_scale, "union"))
@@ -138,7 +145,7 @@ class ProposalStage(Stage):
         return Candidates((windows + reg) / scale, prob[rows, cols])
 
 
-class RefineStage(Stage):
+class RefineStage(CropStage):
     """R-Net on 24x24 crops: rejects most P-Net proposals and tightens the rest."""
 
     size = 24
@@ -148,24 +155,26 @@ class RefineStage(Stage):
     ) -> Candidates:
         if not len(cand):
             return cand
-        prob, offsets = self.run_batched(B.crop_patches(image, cand.boxes, self.size))
+        prob, offsets = self.run_on_crops(image, cand.boxes)
         keep = prob > threshold
         cand = Candidates(B.regress(cand.boxes[keep], offsets[keep]), prob[keep])
         cand = cand.take(B.nms(cand.boxes, cand.scores, nms, "union"))
         return Candidates(B.square(cand.boxes), cand.scores)
 
 
-class OutputStage(Stage):
+class OutputStage(CropStage):
     """O-Net on 48x48 crops: final score, box and the five landmarks."""
 
     size = 48
+    #: an O-Net crop costs ~8x an R-Net crop: two faces are already worth two workers
+    min_split = 1
 
     def __call__(
         self, image: np.ndarray, cand: Candidates, threshold: float, nms: float
     ) -> Candidates:
         if not len(cand):
             return cand
-        prob, offsets, points = self.run_batched(B.crop_patches(image, cand.boxes, self.size))
+        prob, offsets, points = self.run_on_crops(image, cand.boxes)
         keep = prob > threshold
         boxes, prob, offsets, points = cand.boxes[keep], prob[keep], offsets[keep], points[keep]
         w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
