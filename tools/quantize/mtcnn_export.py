@@ -159,15 +159,21 @@ def write_onnx(npz: Path, net: str, out: Path) -> None:
 # ----------------------------------------------------------------------------------- TFLite
 
 
-def tflite_calibration(net: str, batches: list[np.ndarray], window: int = 48) -> np.ndarray:
-    """Representative NHWC inputs for the TFLite converter, one array.
+def tflite_calibration(
+    net: str, batches: list[np.ndarray], window: int | None = None
+) -> np.ndarray | list[np.ndarray]:
+    """Representative NHWC inputs for the TFLite converter.
 
-    R-Net and O-Net crops are used as they are. P-Net is fully convolutional, so same-size
-    windows cut from the recorded pyramid levels carry the same activation statistics and
-    let the converter calibrate one fixed shape.
+    R-Net and O-Net crops are used as they are (one array). P-Net gets the recorded whole
+    pyramid levels (a list; its SavedModel has dynamic height and width). Measured (boxes
+    with IoU >= 0.9 to float, GT faces, docs/quantization.md): INT8 P-Net alone 84 % vs 80 %,
+    all three INT8 81 % vs 76 %, compared with calibrating on 48x48 windows cut from the
+    levels (``window=48``, one fixed shape).
     """
     if net != "pnet":
         return np.concatenate(batches).astype(np.float32)
+    if window is None:
+        return [np.asarray(level, np.float32) for level in batches]
     rng = np.random.default_rng(0)
     windows = []
     for level in batches:

@@ -85,10 +85,17 @@ if args["precision"] == "fp16":
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.target_spec.supported_types = [tf.float16]
 elif args["precision"] == "int8":
-    data = np.load(args["calib"], mmap_mode="r")
-    def rep():
-        for i in range(len(data)):
-            yield [np.asarray(data[i : i + 1], dtype=np.float32)]
+    if args["calib"].endswith(".npz"):  # ready-made inputs of differing shapes
+        with np.load(args["calib"]) as z:
+            samples = [z[f"arr_{i}"] for i in range(len(z.files))]
+        def rep():
+            for x in samples:
+                yield [np.asarray(x, dtype=np.float32)]
+    else:
+        data = np.load(args["calib"], mmap_mode="r")
+        def rep():
+            for i in range(len(data)):
+                yield [np.asarray(data[i : i + 1], dtype=np.float32)]
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = rep
     ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -134,7 +141,7 @@ def saved_model_to_tflite(
     out: Path,
     *,
     precision: str = "fp32",
-    calib_nhwc: np.ndarray | None = None,
+    calib_nhwc: np.ndarray | list[np.ndarray] | None = None,
     io_type: str = "int8",
     allow_float_fallback: bool = False,
     per_tensor: bool = False,
@@ -145,7 +152,9 @@ def saved_model_to_tflite(
 
     ``precision="int8"`` is full-integer quantization: every op int8 (``allow_float_fallback``
     off), with int8, uint8 or float32 input/output (``io_type``) and ranges from
-    ``calib_nhwc`` (preprocessed float NHWC inputs, the representative dataset).
+    ``calib_nhwc`` (preprocessed float NHWC inputs, the representative dataset: one array
+    of samples, or a list of ready-made inputs, e.g. whole P-Net pyramid levels of differing
+    sizes, which the converter's calibrator feeds one by one to a dynamic-shape model).
 
     ``float_tail_after`` (a TFLite op type, e.g. ``"PRELU"``): the ops after the last op of
     that type stay float (TF's quantization denylist; a DEQUANTIZE feeds them), so a small
@@ -171,8 +180,12 @@ def saved_model_to_tflite(
         if precision == "int8":
             if calib_nhwc is None or len(calib_nhwc) == 0:
                 raise ConfigError("INT8 TFLite needs a non-empty representative dataset")
-            calib_path = Path(tmp) / "calib.npy"
-            np.save(calib_path, np.asarray(calib_nhwc, np.float32))
+            if isinstance(calib_nhwc, list):
+                calib_path = Path(tmp) / "calib.npz"
+                np.savez(calib_path, *[np.asarray(x, np.float32) for x in calib_nhwc])
+            else:
+                calib_path = Path(tmp) / "calib.npy"
+                np.save(calib_path, np.asarray(calib_nhwc, np.float32))
             args["calib"] = str(calib_path)
             params.update(
                 io_type=io_type,
