@@ -69,8 +69,8 @@ def test_pyramid_equals_opencv_area_resize_of_the_normalized_frame(shared_data: 
     photo = load_image(shared_data / "detection" / "dlib_faces" / "2008_001322.jpg")
     frame = np.ascontiguousarray(photo[:301, :397])  # odd sizes: fractional box edges
     h, w = frame.shape[:2]
-    pyramid = AreaPyramid(frame)
     reference = normalize(frame)
+    pyramid = AreaPyramid(frame, reference)
     sizes = [(int(w * s), int(h * s)) for s in pyramid_scales(h, w, 20, 0.709)]
     sizes += [(w, h), (1, 1), (w - 1, 7)]
     for size in sizes:
@@ -78,12 +78,18 @@ def test_pyramid_equals_opencv_area_resize_of_the_normalized_frame(shared_data: 
         got = pyramid.level(*size)
         assert got.shape == want.shape and got.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=str(size))
+        # the integral-image path on its own, whatever size the cost rule picks it for
+        integral = pyramid._from_integral(*size)
+        np.testing.assert_allclose(integral, want, rtol=0, atol=1e-6, err_msg=str(size))
 
 
 def test_pyramid_refuses_sizes_it_cannot_make() -> None:
-    pyramid = AreaPyramid(np.zeros((10, 20, 3), np.uint8))
+    frame = np.zeros((10, 20, 3), np.uint8)
+    pyramid = AreaPyramid(frame, normalize(frame))
     for width, height in [(0, 5), (21, 5), (5, 11)]:
         with pytest.raises(ValueError, match="must be within"):
             pyramid.level(width, height)
     with pytest.raises(ValueError, match="uint8"):
-        AreaPyramid(np.zeros((10, 20, 3), np.float32))
+        AreaPyramid(frame.astype(np.float32), normalize(frame))
+    with pytest.raises(ValueError, match="normalized frame"):
+        AreaPyramid(frame, normalize(frame[:5]))

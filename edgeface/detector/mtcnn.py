@@ -107,8 +107,8 @@ class MTCNNDetector:
         if not scales:
             return []
         t1, t2, t3 = cfg.thresholds
-        cand = self.pnet(rgb, scales, t1, cfg.nms_pnet_scale, cfg.nms_pnet_all)
-        x = normalize(rgb)  # R-Net and O-Net crop the normalized frame
+        x = normalize(rgb)
+        cand = self.pnet(rgb, x, scales, t1, cfg.nms_pnet_scale, cfg.nms_pnet_all)
         cand = self.rnet(x, cand, t2, cfg.nms_rnet)
         cand = self.onet(x, cand, t3, cfg.nms_onet)
         order = np.argsort(-cand.scores, kind="stable")

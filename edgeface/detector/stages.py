@@ -103,13 +103,14 @@ class ProposalStage(Stage):
     def __call__(
         self,
         image_u8: np.ndarray,
+        normalized: np.ndarray,
         scales: list[float],
         threshold: float,
         nms_scale: float,
         nms_all: float,
     ) -> Candidates:
-        """Proposals from the uint8 RGB frame (the pyramid normalizes each level itself)."""
-        pyramid = AreaPyramid(image_u8)
+        """Proposals from the frame, given as uint8 RGB and normalized (see AreaPyramid)."""
+        pyramid = AreaPyramid(image_u8, normalized)
         h, w = image_u8.shape[:2]
 
         def level(scale: float) -> Candidates:
