@@ -58,6 +58,11 @@ def test_calibration_dir_that_is_empty_or_missing(tmp_path: Path, capsys) -> Non
     assert "contains no image files" in _one_error_line(capsys)
     assert main([*args, "--calib-dir", str(tmp_path / "missing")]) == 2
     assert "does not exist" in _one_error_line(capsys)
+    assert main(args) == 2  # no calibration photos named at all
+    assert "--calib-dir is needed" in _one_error_line(capsys)
+    mtcnn_only = ["quantize", "build", "--out", str(tmp_path / "o"), "--what", "mtcnn"]
+    assert main(mtcnn_only) == 2
+    assert "--mtcnn-calib-dir or --calib-dir is needed" in _one_error_line(capsys)
 
 
 def test_corrupt_float_model(tmp_path: Path, capsys, lfw_dir: Path, models_ready: None) -> None:

@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--out", required=True, type=Path, help="output directory for the artifacts")
     b.add_argument(
         "--calib-dir",
-        required=True,
         type=Path,
-        help="directory of photos; our detector + aligner turn them into calibration faces",
+        help="directory of photos; our detector + aligner turn them into calibration faces "
+        "(needed for mobilefacenet; also MTCNN's unless --mtcnn-calib-dir is given)",
     )
     b.add_argument("--faces", type=int, default=500, help="calibration faces (default 500)")
     b.add_argument("--min-faces", type=int, default=50)
@@ -44,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--tflite-io", default="int8", choices=("int8", "uint8", "float32"))
     b.add_argument("--mtcnn-calib-dir", type=Path, help="photos for MTCNN calibration")
     b.add_argument("--mtcnn-images", type=int, default=40)
+    b.add_argument(
+        "--mtcnn-int8-heads",
+        action="store_true",
+        help="quantize the MTCNN score/box/landmark heads too (default: they stay float, "
+        "which keeps the face scores distinct; see docs/quantization.md)",
+    )
     b.add_argument("--float-model", type=Path, help="float ONNX (default: mobilefacenet-dyn)")
     b.add_argument("--cache-dir", type=Path, help="calibration cache (default: user cache)")
     b.add_argument("--seed", type=int, default=0)
@@ -125,6 +131,11 @@ def _build(args: argparse.Namespace) -> int:
     from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
 
     what = check_what([w.strip() for w in args.what.split(",") if w.strip()])
+    mtcnn_calib = args.mtcnn_calib_dir or args.calib_dir
+    if "mobilefacenet" in what and args.calib_dir is None:
+        raise ConfigError("--calib-dir is needed to quantize mobilefacenet (photos with faces)")
+    if "mtcnn" in what and mtcnn_calib is None:
+        raise ConfigError("--mtcnn-calib-dir or --calib-dir is needed to quantize mtcnn")
     keep = tuple(k.strip() for k in args.keep_float.split(",") if k.strip())
     onnx_opts = OnnxInt8Options(
         method=args.method,
@@ -167,9 +178,10 @@ def _build(args: argparse.Namespace) -> int:
     if "mtcnn" in what:
         built += build_mtcnn(
             out,
-            args.mtcnn_calib_dir or args.calib_dir,
+            mtcnn_calib,
             images=args.mtcnn_images,
             tflite=not args.no_tflite,
+            float_heads=not args.mtcnn_int8_heads,
             progress=not args.quiet,
         )
     for name in built:
