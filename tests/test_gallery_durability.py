@@ -100,7 +100,7 @@ def test_sigkill_at_random_moments_never_corrupts(tmp_path):
 
 
 def _enroll_many(path: str, key: str, tag: str, n: int, start) -> None:  # child process
-    # a generous lock wait: in a fresh CI VM the fsyncs can stall behind gigabytes of just-
+    # a generous lock wait: in a fresh CI VM the fsyncs may stall behind gigabytes of just-
     # installed packages being written back; this test is about losing nothing, not speed
     gf = GalleryFile(path, load_key_file(key), lock_timeout=150.0)
     start.wait()
