@@ -13,7 +13,7 @@ import pytest
 
 from edgeface.backends import open_session
 from edgeface.detector.networks import NumpyMTCNNSession
-from edgeface.detector.stages import normalize
+from edgeface.detector.normalize import normalize
 from edgeface.errors import ModelError
 from edgeface.imaging import load_image
 

@@ -19,7 +19,7 @@ from edgeface_tools.quantize.mtcnn_export import build_onnx
 
 from edgeface.detector import DetectorConfig, MTCNNDetector
 from edgeface.detector.networks import NumpyMTCNNSession
-from edgeface.detector.stages import normalize
+from edgeface.detector.normalize import normalize
 from edgeface.evaluation.detection import iou_matrix
 from edgeface.imaging import load_image
 from edgeface.modelstore import sha256_file

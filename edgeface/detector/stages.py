@@ -13,7 +13,6 @@ import numpy as np
 
 from edgeface.backends.base import InferenceSession
 from edgeface.detector import boxes as B
-from edgeface.detector.normalize import normalize as normalize  # re-exported
 from edgeface.detector.pyramid import AreaPyramid
 
 #: P-Net sees 12x12 windows with stride 2 (one pooling layer)
@@ -96,6 +95,15 @@ class CropStage(Stage):
             parts = [run(start) for start in starts]
         return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
 
+    def passing(
+        self, image: np.ndarray, cand: Candidates, threshold: float
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Boxes whose crop scores above ``threshold``, and the other network outputs for them
+        (``[prob, box offsets, (landmarks)]``, each cut to those boxes)."""
+        outputs = self.run_on_crops(image, cand.boxes)
+        keep = outputs[0] > threshold
+        return cand.boxes[keep], [out[keep] for out in outputs]
+
 
 class ProposalStage(Stage):
     """P-Net over an image pyramid: dense, cheap, many candidates."""
@@ -156,9 +164,8 @@ class RefineStage(CropStage):
     ) -> Candidates:
         if not len(cand):
             return cand
-        prob, offsets = self.run_on_crops(image, cand.boxes)
-        keep = prob > threshold
-        cand = Candidates(B.regress(cand.boxes[keep], offsets[keep]), prob[keep])
+        boxes, (prob, offsets) = self.passing(image, cand, threshold)
+        cand = Candidates(B.regress(boxes, offsets), prob)
         cand = cand.take(B.nms(cand.boxes, cand.scores, nms, "union"))
         return Candidates(B.square(cand.boxes), cand.scores)
 
@@ -175,9 +182,7 @@ class OutputStage(CropStage):
     ) -> Candidates:
         if not len(cand):
             return cand
-        prob, offsets, points = self.run_on_crops(image, cand.boxes)
-        keep = prob > threshold
-        boxes, prob, offsets, points = cand.boxes[keep], prob[keep], offsets[keep], points[keep]
+        boxes, (prob, offsets, points) = self.passing(image, cand, threshold)
         w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
         h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
         xs = w * points[:, 0:5] + boxes[:, 0:1] - 1
