@@ -131,7 +131,7 @@ def head_nodes(model: Any) -> list[str]:
     (softmax output) and the box offsets to their output scale, so most faces share the same
     few scores and the NMS after each stage, which ranks by score, keeps a different box than
     the float cascade; scores near the 0.6 / 0.7 thresholds also jump across them. The heads
-    are a 1x1 conv (P-Net) or small dense layers: about 1 % of the weights (see
+    are a 1x1 conv (P-Net) or small dense layers: 0.8-3 % of each net's weights (see
     docs/quantization.md), computed in float from the dequantized INT8 trunk features.
     """
     nodes = list(model.graph.node)
