@@ -1,7 +1,8 @@
 """The cascade's speed-motivated building blocks equal their plain definitions.
 
 Each fast path here (separable pooling without a padded copy, two-pass PReLU, the integral-
-image pyramid) replaced a slower obvious version; these tests pin them to that version.
+image pyramid, the planar convolutions) replaced a slower obvious version; these tests pin
+them to that version.
 """
 
 from __future__ import annotations
@@ -63,6 +64,47 @@ def test_prelu_equals_the_definition(slopes: list[float]) -> None:
     want = np.where(x > 0, x, x * alpha)
     # the slope > 1 path computes x + (a - 1) * min(x, 0): equal up to one rounding
     np.testing.assert_allclose(L.prelu(x.copy(), alpha), want, rtol=1e-6, atol=1e-7)
+
+
+def naive_conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Valid convolution by definition, NHWC, a loop over kernel taps, in float64."""
+    kh, kw, _, k = weight.shape
+    n, h, w, _ = x.shape
+    out = np.zeros((n, h - kh + 1, w - kw + 1, k)) + bias
+    for dy in range(kh):
+        for dx in range(kw):
+            out += x[:, dy : dy + h - kh + 1, dx : dx + w - kw + 1] @ weight[dy, dx]
+    return out
+
+
+@pytest.mark.parametrize("channels,kernel", [(3, 3), (3, 2), (10, 3), (16, 1)])
+def test_convolutions_equal_the_definition(channels: int, kernel: int) -> None:
+    rng = np.random.default_rng(channels + kernel)
+    weight = rng.standard_normal((kernel, kernel, channels, 7)).astype(np.float32)
+    bias = rng.standard_normal(7).astype(np.float32)
+    for n, h, w in [(1, 12, 12), (3, 13, 17), (2, 24, 24)]:
+        x = rng.standard_normal((n, h, w, channels)).astype(np.float32)
+        want = naive_conv2d(x.astype(np.float64), weight, bias)
+        # NHWC (3 channels take the planar im2col, more channels the NHWC one)
+        np.testing.assert_allclose(L.conv2d(x, weight, bias), want, rtol=1e-4, atol=1e-4)
+        # planar at full-width positions: the valid corner is the convolution
+        full = L.conv2d_planar(L.to_planar(x), L.planar_weights(weight, bias), kernel)
+        assert full.shape == (7, n, h, w) and np.isfinite(full).all()
+        valid = full[:, :, : h - kernel + 1, : w - kernel + 1].transpose(1, 2, 3, 0)
+        np.testing.assert_allclose(valid, want, rtol=1e-4, atol=1e-4)
+
+
+def test_planar_pooling_equals_nhwc_pooling() -> None:
+    x = np.random.default_rng(7).standard_normal((2, 11, 14, 5)).astype(np.float32)
+    planar = np.ascontiguousarray(x.transpose(3, 0, 1, 2))
+    for size, stride, padding in [(2, 2, "same"), (3, 2, "same"), (3, 2, "valid")]:
+        got = L.max_pool(planar, size, stride, padding, axes=(2, 3)).transpose(1, 2, 3, 0)
+        np.testing.assert_array_equal(got, naive_max_pool(x, size, stride, padding))
+
+
+def test_planar_convolution_refuses_a_kernel_larger_than_the_input() -> None:
+    with pytest.raises(ValueError, match="does not fit"):
+        L.im2col_planar(np.zeros((3, 1, 2, 2), np.float32), 3, 3)
 
 
 def test_pyramid_equals_opencv_area_resize_of_the_normalized_frame(shared_data: Path) -> None:

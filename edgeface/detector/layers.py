@@ -1,8 +1,18 @@
-"""The few layers MTCNN needs, in NumPy, NHWC, float32.
+"""The few layers MTCNN needs, in NumPy, float32.
 
 Convolutions are im2col + one BLAS matmul per layer: the window view is free, the one copy
 into a contiguous (positions x kh*kw*C) matrix is the only data movement, and the matmul runs
 on every core. That is what makes a NumPy-only cascade fast enough on a Pi.
+
+Two layouts, because NumPy is fast over long contiguous runs and slow over short ones:
+
+* **NHWC** (channels last) for R-Net and O-Net: their crops are small (24 or 48 px), so a
+  row of a feature map is short, and the channels (28-128) are the longest run.
+* **Planar** (channel-first, ``(C, N, H, W)``) for P-Net: its pyramid levels are wide (up to
+  ~190 px at 640x480) and have only 10-32 channels. Planar convolutions work at "full-width"
+  positions: output ``(y, x)`` sits where input ``(y, x)`` is, the last ``kw - 1`` columns
+  and ``kh - 1`` rows of each image are unused, and so every im2col row is one strided copy
+  of whole images (:func:`im2col_planar`). The bias rides in the matmul as a row of ones.
 """
 
 from __future__ import annotations
@@ -10,14 +20,24 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Valid, stride-1 convolution. ``x`` (N,H,W,C); ``weight`` (kh,kw,C,K) as Keras stores it."""
+    """Valid, stride-1 convolution. ``x`` (N,H,W,C); ``weight`` (kh,kw,C,K) as Keras stores it.
+
+    The result may be a view into a larger array (see below); it is writable.
+    """
     kh, kw, c, k = weight.shape
     n, h, w, _ = x.shape
     ho, wo = h - kh + 1, w - kw + 1
+    if c <= 4 and kh * kw > 1:
+        # an image-like input: NHWC im2col would copy runs of c floats, and the bias pass over
+        # (positions x k) is slow for a narrow k; the planar im2col avoids both, and the
+        # transposed matmul still writes NHWC (at full-width positions, cut to the valid ones)
+        cols = im2col_planar(to_planar(x), kh, kw)
+        out = cols.T @ planar_weights(weight, bias).T
+        return out.reshape(n, h, w, k)[:, :ho, :wo]
     if kh == 1 and kw == 1:
         cols = x.reshape(-1, c)
     else:
@@ -29,20 +49,67 @@ def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return out.reshape(n, ho, wo, k)
 
 
+def to_planar(x: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> contiguous (C, N, H, W)."""
+    return np.ascontiguousarray(x.transpose(3, 0, 1, 2), dtype=np.float32)
+
+
+def planar_weights(weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Keras (kh, kw, C, K) weights + bias -> (K, C*kh*kw + 1) rows for :func:`conv2d_planar`."""
+    kh, kw, c, k = weight.shape
+    rows = weight.transpose(3, 2, 0, 1).reshape(k, c * kh * kw)
+    return np.ascontiguousarray(np.concatenate([rows, bias.reshape(k, 1)], axis=1), np.float32)
+
+
+def conv2d_planar(x: np.ndarray, rows: np.ndarray, kernel: int) -> np.ndarray:
+    """Valid, stride-1 ``kernel`` x ``kernel`` convolution of planar ``x`` (C, N, H, W).
+
+    ``rows`` from :func:`planar_weights`. Returns (K, N, H, W) at full-width positions: the
+    valid outputs are ``[:, :, :H - kernel + 1, :W - kernel + 1]``; the rest is finite filler.
+    """
+    _, n, h, w = x.shape
+    out = rows @ im2col_planar(x, kernel, kernel)
+    return out.reshape(len(rows), n, h, w)
+
+
+def im2col_planar(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
+    """(C*kh*kw + 1, N*H*W) im2col of planar ``x`` (C, N, H, W), plus a row of ones.
+
+    Row (c, dy, dx) at position (n, y*W + x) holds ``x[c, n, y + dy, x + dx]``. Positions
+    whose window would leave the image (the last ``(kh-1)*W + kw-1`` of each) are zero.
+    """
+    c, n, h, w = x.shape
+    hw = h * w
+    valid = hw - (kh - 1) * w - (kw - 1)
+    if h < kh or w < kw:
+        raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} input")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    cols = np.empty((c * kh * kw + 1, n, hw), np.float32)
+    s = x.itemsize
+    windows = as_strided(x, (c, kh, kw, n, valid), (n * hw * s, w * s, s, hw * s, s))
+    rows = cols[:-1].reshape(c, kh, kw, n, hw)  # a view: cols is contiguous
+    rows[..., :valid] = windows
+    rows[..., valid:] = 0.0
+    cols[-1] = 1.0
+    return cols.reshape(c * kh * kw + 1, n * hw)
+
+
 def dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     out = x @ weight
     out += bias
     return out
 
 
-def prelu(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """PReLU with one slope per channel (last axis), in place.
+def prelu(x: np.ndarray, alpha: np.ndarray, axis: int = -1) -> np.ndarray:
+    """PReLU with one slope per channel (``axis``: -1 for NHWC, 0 for planar), in place.
 
     With every slope <= 1 (most MTCNN layers) PReLU is ``max(x, a * x)``: one temporary and
     two passes. Otherwise ``x + (a - 1) * min(x, 0)``: three passes. This layer follows every
     convolution, so the pass count shows in the frame time.
     """
-    a = alpha.reshape(-1)
+    shape = [1] * x.ndim
+    shape[axis] = -1
+    a = alpha.reshape(shape)
     if a.max() <= 1.0:
         return np.maximum(x, np.multiply(x, a), out=x)
     neg = np.minimum(x, 0.0)
@@ -51,30 +118,40 @@ def prelu(x: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return x
 
 
-def max_pool(x: np.ndarray, size: int, stride: int, padding: str) -> np.ndarray:
+def max_pool(
+    x: np.ndarray, size: int, stride: int, padding: str, axes: tuple[int, int] = (1, 2)
+) -> np.ndarray:
     """Max pooling with TensorFlow's 'same' or 'valid' padding (Caffe ceil mode == 'same' here).
 
+    Pools over ``axes`` (rows, columns): (1, 2) for NHWC, (2, 3) for channel-first data.
     Separable: the max over rows, then over columns of that (2 * size passes, not size**2).
     'same' pads at the bottom/right only in MTCNN; those windows simply take the max of the
     rows/columns that exist, so no padded copy of the tensor is made. A top/left pad (not
     met in MTCNN) falls back to an explicit -inf border.
     """
-    h, w = x.shape[1:3]
+    row_axis, col_axis = axes
+    h, w = x.shape[row_axis], x.shape[col_axis]
     if padding == "same":
         ho, wo = math.ceil(h / stride), math.ceil(w / stride)
         pad_h = max((ho - 1) * stride + size - h, 0)
         pad_w = max((wo - 1) * stride + size - w, 0)
         if pad_h > 1 or pad_w > 1:
             top, left = pad_h // 2, pad_w // 2
-            padded = np.full((x.shape[0], h + pad_h, w + pad_w, x.shape[3]), -np.inf, x.dtype)
-            padded[:, top : top + h, left : left + w] = x
-            return max_pool(padded, size, stride, "valid")
+            shape = list(x.shape)
+            shape[row_axis] += pad_h
+            shape[col_axis] += pad_w
+            padded = np.full(shape, -np.inf, x.dtype)
+            inside = [slice(None)] * x.ndim
+            inside[row_axis] = slice(top, top + h)
+            inside[col_axis] = slice(left, left + w)
+            padded[tuple(inside)] = x
+            return max_pool(padded, size, stride, "valid", axes)
     elif padding == "valid":
         ho, wo = (h - size) // stride + 1, (w - size) // stride + 1
     else:
         raise ValueError(f"unknown padding {padding!r}")
-    rows = _max_along(x, 1, size, stride, ho)
-    return _max_along(rows, 2, size, stride, wo)
+    rows = _max_along(x, row_axis, size, stride, ho)
+    return _max_along(rows, col_axis, size, stride, wo)
 
 
 def _max_along(x: np.ndarray, axis: int, size: int, stride: int, n_out: int) -> np.ndarray:

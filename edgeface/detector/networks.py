@@ -54,6 +54,11 @@ class NumpyMTCNNSession:
         self._forward = {"pnet": self._pnet, "rnet": self._rnet, "onet": self._onet}[net]
         try:
             self._heads_w, self._heads_b = self._merge_heads()
+            if net == "pnet":
+                w = self.w
+                self._planar = {
+                    i: L.planar_weights(w[f"conv{i}.w"], w[f"conv{i}.b"]) for i in (1, 2, 3)
+                }
             self._forward(np.zeros((1, size or 12, size or 12, 3), np.float32))
         except (KeyError, ValueError) as exc:
             raise ModelError(
@@ -83,8 +88,20 @@ class NumpyMTCNNSession:
         return [prob, out[..., 2:6]] + ([out[:, 6:16]] if self.net == "onet" else [])
 
     def _pnet(self, x: np.ndarray) -> list[np.ndarray]:
-        x = L.max_pool(self._block(x, 1), 2, 2, "same")
-        return self._heads(self._block(self._block(x, 2), 3))
+        """P-Net in the planar layout (see :mod:`~edgeface.detector.layers`): levels are wide."""
+        w = self.w
+        _, _, h, width = (x := L.to_planar(x)).shape
+        x = L.prelu(L.conv2d_planar(x, self._planar[1], 3), w["prelu1"], axis=0)
+        x = L.max_pool(x[:, :, : h - 2, : width - 2], 2, 2, "same", axes=(2, 3))
+        _, _, h, width = x.shape  # pooled, compact; conv2 and conv3 cut 2 + 2 rows/columns
+        x = L.prelu(L.conv2d_planar(x, self._planar[2], 3), w["prelu2"], axis=0)
+        x = L.prelu(L.conv2d_planar(x, self._planar[3], 3), w["prelu3"], axis=0)
+        k = x.shape[0]
+        out = self._heads_w.reshape(k, -1).T @ x.reshape(k, -1)  # 1x1 heads: no im2col
+        out += self._heads_b[:, None]
+        out = out.reshape(-1, *x.shape[1:])[:, :, : h - 4, : width - 4]
+        prob = 1.0 / (1.0 + np.exp(out[0] - out[1]))  # softmax P(face), as in the NHWC heads
+        return [prob, np.moveaxis(out[2:6], 0, -1)]
 
     def _rnet(self, x: np.ndarray) -> list[np.ndarray]:
         w = self.w
