@@ -8,7 +8,8 @@ O-Net. Thresholds default to (0.6, 0.7, 0.7).
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -16,8 +17,9 @@ from typing import Literal
 import numpy as np
 
 from edgeface.backends.base import InferenceSession, open_session, register_backend
+from edgeface.detector.helper import WorkShare
 from edgeface.detector.normalize import normalize
-from edgeface.detector.stages import OutputStage, ProposalStage, RefineStage
+from edgeface.detector.stages import Candidates, OutputStage, ProposalStage, RefineStage
 from edgeface.errors import ConfigError
 from edgeface.imaging import ensure_rgb_uint8
 from edgeface.modelstore import resolve_model
@@ -46,7 +48,9 @@ class DetectorConfig:
     models: dict[str, str] = field(default_factory=dict)
     #: options passed to the backend session (e.g. {"threads": 2})
     session_options: dict[str, object] = field(default_factory=dict)
-    #: threads that share one frame's work (pyramid levels, crop batches); 1 = serial
+    #: processes that share one frame's work (pyramid levels, crop batches) with the NumPy
+    #: backend: ``workers - 1`` helper processes (see :mod:`edgeface.detector.helper`);
+    #: 1 = this process only
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
 
     def __post_init__(self) -> None:
@@ -79,17 +83,34 @@ class MTCNNDetector:
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
         sessions = {net: self._open(net) for net in NETS}
-        workers = self.config.workers
-        self._executor = ThreadPoolExecutor(workers, "mtcnn") if workers > 1 else None
-        self.pnet = ProposalStage(sessions["pnet"], executor=self._executor, workers=workers)
-        self.rnet = RefineStage(sessions["rnet"], executor=self._executor, workers=workers)
-        self.onet = OutputStage(sessions["onet"], executor=self._executor, workers=workers)
+        self.pnet = ProposalStage(sessions["pnet"])
+        self.rnet = RefineStage(sessions["rnet"])
+        self.onet = OutputStage(sessions["onet"])
+        self._share: WorkShare | None = None
+        if self.config.backend == "numpy" and self.config.workers > 1:
+            self._share = WorkShare(self._numpy_weights(), self.config.workers - 1)
+            weakref.finalize(self, self._share.close)
+        self._lock = threading.Lock()  # one frame at a time through the shared helpers
+
+    def close(self) -> None:
+        """Stop the helper processes (also done when the detector is garbage-collected)."""
+        if self._share is not None:
+            self._share.close()
+
+    def __enter__(self) -> MTCNNDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _numpy_weights(self) -> Path:
+        models = self.config.models
+        return Path(models["mtcnn"]) if "mtcnn" in models else resolve_model("mtcnn")
 
     def _open(self, net: str) -> InferenceSession:
         cfg = self.config
         if cfg.backend == "numpy":
-            path = Path(cfg.models["mtcnn"]) if "mtcnn" in cfg.models else resolve_model("mtcnn")
-            return open_session(path, "numpy", net=net)
+            return open_session(self._numpy_weights(), "numpy", net=net)
         if net in cfg.models:
             path = Path(cfg.models[net])
         elif cfg.backend == "onnxruntime":
@@ -106,11 +127,8 @@ class MTCNNDetector:
         scales = pyramid_scales(h, w, cfg.min_face_size, cfg.scale_factor)
         if not scales:
             return []
-        t1, t2, t3 = cfg.thresholds
-        x = normalize(rgb)
-        cand = self.pnet(rgb, x, scales, t1, cfg.nms_pnet_scale, cfg.nms_pnet_all)
-        cand = self.rnet(x, cand, t2, cfg.nms_rnet)
-        cand = self.onet(x, cand, t3, cfg.nms_onet)
+        with self._lock:
+            cand = self._cascade(rgb, scales)
         order = np.argsort(-cand.scores, kind="stable")
         assert cand.landmarks is not None or not len(order)
         return [
@@ -121,3 +139,24 @@ class MTCNNDetector:
             )
             for i in order
         ]
+
+    def _cascade(self, rgb: np.ndarray, scales: list[float]) -> Candidates:
+        cfg = self.config
+        t1, t2, t3 = cfg.thresholds
+        share = self._share if self._share is not None and self._share.active else None
+        if share is None:
+            x = normalize(rgb)
+            cand = self.pnet(rgb, x, scales, t1, cfg.nms_pnet_scale, cfg.nms_pnet_all)
+            cand = self.rnet(x, cand, t2, cfg.nms_rnet)
+            return self.onet(x, cand, t3, cfg.nms_onet)
+        rgb, x = share.send_frame(rgb)
+        levels = share.levels(self.pnet, rgb, x, scales, t1, cfg.nms_pnet_scale)
+        cand = self.pnet.merge(levels, cfg.nms_pnet_all)
+        for stage, net, threshold, nms in (
+            (self.rnet, "rnet", t2, cfg.nms_rnet),
+            (self.onet, "onet", t3, cfg.nms_onet),
+        ):
+            if not len(cand):
+                return cand
+            cand = stage.finish(cand, share.crops(stage, net, x, cand.boxes), threshold, nms)
+        return cand

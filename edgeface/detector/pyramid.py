@@ -17,7 +17,6 @@ Normalizing after averaging is the same affine map as before it.
 
 from __future__ import annotations
 
-import threading
 from functools import lru_cache
 
 import cv2
@@ -45,7 +44,6 @@ class AreaPyramid:
         self._image = image_u8
         self._normalized = normalized
         self._flat: np.ndarray | None = None
-        self._lock = threading.Lock()
 
     def level(self, width: int, height: int) -> np.ndarray:
         """The frame area-resized to ``width`` x ``height``, normalized, float32 (H, W, C)."""
@@ -59,10 +57,9 @@ class AreaPyramid:
         return self._from_integral(width, height)
 
     def _integral(self) -> np.ndarray:
-        with self._lock:  # levels run on worker threads: compute it once
-            if self._flat is None:
-                self._flat = cv2.integral(self._image, sdepth=cv2.CV_32S).reshape(-1)
-            return self._flat
+        if self._flat is None:  # once per frame, for all its small levels
+            self._flat = cv2.integral(self._image, sdepth=cv2.CV_32S).reshape(-1)
+        return self._flat
 
     def _from_integral(self, width: int, height: int) -> np.ndarray:
         plan = _corner_plan(self.height, self.width, self.channels, height, width)

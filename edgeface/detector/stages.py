@@ -6,7 +6,6 @@ whether the session is NumPy, ONNX Runtime or LiteRT (see :mod:`edgeface.backend
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,28 +39,12 @@ class Candidates:
 
 
 class Stage:
-    """Feeds NHWC batches to a session in its layout and batch size.
+    """Feeds NHWC batches to a session in its layout and batch size."""
 
-    With an ``executor`` (and a thread-safe session) a batch is split across its workers:
-    NumPy and ONNX Runtime release the GIL in the heavy calls, so two cores share the work.
-    Results are concatenated in order, so they are identical to a serial run.
-    """
-
-    #: below this many inputs per worker, splitting costs more than it saves
-    min_split = 8
-
-    def __init__(
-        self,
-        session: InferenceSession,
-        max_batch: int = 256,
-        executor: Executor | None = None,
-        workers: int = 1,
-    ) -> None:
+    def __init__(self, session: InferenceSession, max_batch: int = 256) -> None:
         self.session = session
         fixed = session.info.fixed_batch
         self.max_batch = fixed if fixed else max_batch
-        self.executor = executor if session.info.thread_safe else None
-        self.workers = workers if self.executor is not None else 1
 
     def _run(self, chunk: np.ndarray) -> list[np.ndarray]:
         if self.session.info.input_layout == "NCHW":
@@ -76,33 +59,27 @@ class CropStage(Stage):
     size: int
 
     def run_on_crops(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-        """Network outputs for the crop of every box, in box order.
-
-        Each worker crops its own share of the boxes, so the cropping is split too.
-        """
-        n = len(boxes)
-        step = self.max_batch
-        if self.workers > 1 and n >= 2 * self.min_split:
-            step = min(step, -(-n // self.workers))
-
-        def run(start: int) -> list[np.ndarray]:
-            return self._run(B.crop_patches(image, boxes[start : start + step], self.size))
-
-        starts = range(0, n, step)
-        if self.executor is not None and len(starts) > 1:
-            parts = list(self.executor.map(run, starts))
-        else:
-            parts = [run(start) for start in starts]
+        """Network outputs for the crop of every box (at least one), in box order."""
+        parts = [
+            self._run(B.crop_patches(image, boxes[start : start + self.max_batch], self.size))
+            for start in range(0, len(boxes), self.max_batch)
+        ]
         return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
 
-    def passing(
-        self, image: np.ndarray, cand: Candidates, threshold: float
-    ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Boxes whose crop scores above ``threshold``, and the other network outputs for them
-        (``[prob, box offsets, (landmarks)]``, each cut to those boxes)."""
-        outputs = self.run_on_crops(image, cand.boxes)
-        keep = outputs[0] > threshold
-        return cand.boxes[keep], [out[keep] for out in outputs]
+    def __call__(
+        self, image: np.ndarray, cand: Candidates, threshold: float, nms: float
+    ) -> Candidates:
+        """The candidates that pass this net, refined (see :meth:`finish`)."""
+        if not len(cand):
+            return cand
+        return self.finish(cand, self.run_on_crops(image, cand.boxes), threshold, nms)
+
+    def finish(
+        self, cand: Candidates, outputs: list[np.ndarray], threshold: float, nms: float
+    ) -> Candidates:
+        """Candidates from the net's ``outputs`` on their crops (split from :meth:`__call__`
+        so that the crops can be run elsewhere, see :mod:`edgeface.detector.helper`)."""
+        raise NotImplementedError
 
 
 class ProposalStage(Stage):
@@ -118,17 +95,30 @@ class ProposalStage(Stage):
         nms_all: float,
     ) -> Candidates:
         """Proposals from the frame, given as uint8 RGB and normalized (see AreaPyramid)."""
+        return self.merge(self.levels(image_u8, normalized, scales, threshold, nms_scale), nms_all)
+
+    def levels(
+        self,
+        image_u8: np.ndarray,
+        normalized: np.ndarray,
+        scales: list[float],
+        threshold: float,
+        nms_scale: float,
+    ) -> list[Candidates]:
+        """Each scale's candidates, after that scale's own NMS."""
         pyramid = AreaPyramid(image_u8, normalized)
         h, w = image_u8.shape[:2]
-
-        def level(scale: float) -> Candidates:
+        found = []
+        for scale in scales:
             resized = pyramid.level(int(w * scale), int(h * scale))
             prob, offsets = self._run(resized[None])
             cand = self._decode(prob[0], offsets[0], scale, threshold)
-            return cand.take(B.nms(cand.boxes, cand.scores, nms_scale, "union"))
+            found.append(cand.take(B.nms(cand.boxes, cand.scores, nms_scale, "union")))
+        return found
 
-        # the largest level costs about as much as all others together: two workers balance
-        levels = self.executor.map(level, scales) if self.executor else map(level, scales)
+    @staticmethod
+    def merge(levels: list[Candidates], nms_all: float) -> Candidates:
+        """All scales' candidates (in pyramid order), NMS across scales, squared."""
         found = [c for c in levels if len(c)]
         if not found:
             return Candidates.empty()
@@ -159,13 +149,12 @@ class RefineStage(CropStage):
 
     size = 24
 
-    def __call__(
-        self, image: np.ndarray, cand: Candidates, threshold: float, nms: float
+    def finish(
+        self, cand: Candidates, outputs: list[np.ndarray], threshold: float, nms: float
     ) -> Candidates:
-        if not len(cand):
-            return cand
-        boxes, (prob, offsets) = self.passing(image, cand, threshold)
-        cand = Candidates(B.regress(boxes, offsets), prob)
+        prob, offsets = outputs
+        keep = prob > threshold
+        cand = Candidates(B.regress(cand.boxes[keep], offsets[keep]), prob[keep])
         cand = cand.take(B.nms(cand.boxes, cand.scores, nms, "union"))
         return Candidates(B.square(cand.boxes), cand.scores)
 
@@ -174,15 +163,13 @@ class OutputStage(CropStage):
     """O-Net on 48x48 crops: final score, box and the five landmarks."""
 
     size = 48
-    #: an O-Net crop costs ~8x an R-Net crop: two faces are already worth two workers
-    min_split = 1
 
-    def __call__(
-        self, image: np.ndarray, cand: Candidates, threshold: float, nms: float
+    def finish(
+        self, cand: Candidates, outputs: list[np.ndarray], threshold: float, nms: float
     ) -> Candidates:
-        if not len(cand):
-            return cand
-        boxes, (prob, offsets, points) = self.passing(image, cand, threshold)
+        keep = outputs[0] > threshold
+        boxes = cand.boxes[keep]
+        prob, offsets, points = (out[keep] for out in outputs)
         w = (boxes[:, 2] - boxes[:, 0] + 1)[:, None]
         h = (boxes[:, 3] - boxes[:, 1] + 1)[:, None]
         xs = w * points[:, 0:5] + boxes[:, 0:1] - 1

@@ -1,0 +1,30 @@
+"""Entry point of an MTCNN helper process: ``python -m edgeface.detector.helper_main WEIGHTS FD``.
+
+Kept apart from :mod:`edgeface.detector.helper`, which the package imports: ``python -m`` on
+an already imported module would run it twice.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import cv2
+
+from edgeface.detector.helper import serve
+
+
+def main(argv: list[str]) -> int:
+    weights, fd = Path(argv[0]), int(argv[1])
+    # the main process and the helpers already use every core; OpenCV's own threads would
+    # only compete with them (measured: a 2-thread OpenCV here cost the frame ~3 ms)
+    cv2.setNumThreads(1)
+    replies = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # stray prints from libraries go to stderr, never into the answers
+    serve(weights, fd, sys.stdin.buffer, replies)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

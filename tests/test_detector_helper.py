@@ -1,0 +1,142 @@
+"""Helper processes: the same faces as one process, and a dead or broken helper costs only speed."""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeface.detector import DetectorConfig, MTCNNDetector
+from edgeface.detector.helper import (
+    HelperError,
+    HelperProcess,
+    SharedFrame,
+    _balance,
+    _shared_fd,
+    read_message,
+    write_message,
+)
+from edgeface.imaging import load_image
+from edgeface.types import Face
+
+PHOTOS = [
+    "detection/dlib_faces/2008_001009.jpg",
+    "detection/dlib_faces/2008_002506.jpg",
+    "detection/dlib_faces/bald_guys.jpg",
+    "lfw/images/Abel_Pacheco/Abel_Pacheco_0001.jpg",
+]
+
+
+def assert_same_faces(a: list[Face], b: list[Face]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x.box, y.box, atol=1e-3)
+        np.testing.assert_allclose(x.landmarks, y.landmarks, atol=1e-3)
+        assert x.score == pytest.approx(y.score, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def serial(models_ready: None) -> MTCNNDetector:
+    return MTCNNDetector(DetectorConfig(workers=1))
+
+
+@pytest.fixture(scope="module")
+def photos(shared_data: Path) -> list[np.ndarray]:
+    return [load_image(shared_data / p) for p in PHOTOS]
+
+
+def test_helpers_find_the_same_faces_as_one_process(
+    serial: MTCNNDetector, photos: list[np.ndarray]
+) -> None:
+    # photos of different sizes, so the shared frame is re-mapped between them
+    with MTCNNDetector(DetectorConfig(workers=3)) as shared:
+        for photo in photos + photos[:1]:
+            faces = shared.detect(photo)
+            assert_same_faces(faces, serial.detect(photo))
+        assert shared._share is not None and shared._share.active
+        assert sum(len(shared.detect(p)) for p in photos) >= 6  # real faces, not empty lists
+
+
+def test_a_killed_helper_is_replaced_by_work_in_this_process(
+    serial: MTCNNDetector, photos: list[np.ndarray], caplog: pytest.LogCaptureFixture
+) -> None:
+    with MTCNNDetector(DetectorConfig(workers=2)) as shared:
+        shared.detect(photos[0])
+        assert shared._share is not None
+        process = shared._share._helpers[0]._process
+        assert process is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        with caplog.at_level(logging.WARNING):
+            faces = shared.detect(photos[2])
+        assert_same_faces(faces, serial.detect(photos[2]))
+        assert "helper process stopped" in caplog.text
+        assert not shared._share.active  # later frames run here from the start
+        assert_same_faces(shared.detect(photos[0]), serial.detect(photos[0]))
+
+
+def test_close_stops_the_helpers_and_detection_goes_on(
+    serial: MTCNNDetector, photos: list[np.ndarray]
+) -> None:
+    shared = MTCNNDetector(DetectorConfig(workers=2))
+    assert shared._share is not None
+    process = shared._share._helpers[0]._process
+    shared.close()
+    assert process is not None and process.poll() is not None
+    assert_same_faces(shared.detect(photos[0]), serial.detect(photos[0]))
+
+
+def test_a_helper_that_cannot_start_says_why(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-weights.npz"
+    frame = SharedFrame(_shared_fd())
+    helper = HelperProcess(missing, frame.fd)
+    try:
+        helper.request_levels([0.5], 0.6, 0.5)
+        with pytest.raises(HelperError, match="exited"):
+            helper.receive(timeout=60)
+    finally:
+        helper.close()
+
+
+def test_a_helper_answers_a_bad_request_with_an_error(models_ready: None) -> None:
+    with MTCNNDetector(DetectorConfig(workers=2)) as shared:
+        assert shared._share is not None
+        helper = shared._share._helpers[0]
+        helper.request_crops("no-such-net", np.zeros((1, 4), np.float32))
+        with pytest.raises(HelperError, match="no-such-net"):
+            helper.receive()
+
+
+def test_messages_round_trip_and_refuse_what_is_not_plain_numbers() -> None:
+    boxes = np.arange(12, dtype=np.float32).reshape(3, 4)
+    stream = io.BytesIO()
+    write_message(stream, {"cmd": "crops", "net": "rnet"}, [boxes, np.zeros(0, np.float64)])
+    stream.seek(0)
+    message = read_message(stream)
+    assert message is not None
+    header, arrays = message
+    assert header == {"cmd": "crops", "net": "rnet"}
+    np.testing.assert_array_equal(arrays[0], boxes)
+    assert arrays[1].shape == (0,) and arrays[1].dtype == np.float64
+    assert read_message(stream) is None  # end of stream
+
+    raw = stream.getvalue()
+    with pytest.raises(HelperError, match="ended after"):
+        read_message(io.BytesIO(raw[:-5]))  # cut inside the array bytes
+
+    obj = b'{"arrays": [["|O", [1]]]}'
+    with pytest.raises(HelperError, match="refusing"):
+        read_message(io.BytesIO(len(obj).to_bytes(4, "little") + obj + b"\0" * 8))
+
+
+def test_levels_are_balanced_and_each_given_once() -> None:
+    costs = [29.6, 16.0, 8.9, 5.5, 3.7, 2.9, 2.4, 2.2]  # a 640x480 pyramid, in k-pixels
+    shares = _balance(costs, 2)
+    assert sorted(i for share in shares for i in share) == list(range(len(costs)))
+    loads = [sum(costs[i] for i in share) for share in shares]
+    assert abs(loads[0] - loads[1]) <= 2.2  # within the smallest level
+    assert _balance(costs[:1], 3) == [[0], [], []]
