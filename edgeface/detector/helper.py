@@ -12,8 +12,8 @@ helper's stdin/stdout as a JSON header plus raw array bytes. Nothing is pickled,
 helper is started with ``python -m edgeface.detector.helper_main``, so nothing of the
 caller's ``__main__`` is re-run (as ``multiprocessing`` would).
 
-A helper that dies or answers with an error is reported once; its share is then done in
-the main process, so detection goes on (slower) and its results stay the same.
+A helper that dies, hangs or answers with an error is reported once and stopped; its share
+is then done in the main process, so detection goes on (slower) with the same results.
 """
 
 from __future__ import annotations
@@ -170,8 +170,8 @@ class HelperProcess:
             raise HelperError(f"helper gave no answer within {timeout:.0f} s")
         try:
             message = read_message(self._process.stdout)  # type: ignore[arg-type]
-        except (OSError, ValueError) as exc:
-            raise HelperError(f"helper answer unreadable: {exc}") from exc
+        except (OSError, ValueError, KeyError, TypeError) as exc:  # JSON, shapes, dtypes
+            raise HelperError(f"helper answer unreadable: {exc!r}") from exc
         if message is None:
             raise HelperError(f"helper process exited (code {self._process.poll()})")
         header, arrays = message

@@ -18,7 +18,7 @@ from edgeface.detector.helper import serve
 def main(argv: list[str]) -> int:
     weights, fd = Path(argv[0]), int(argv[1])
     # the main process and the helpers already use every core; OpenCV's own threads would
-    # only compete with them (measured: a 2-thread OpenCV here cost the frame ~3 ms)
+    # only compete with them (in one comparison a 2-thread OpenCV here cost the frame ~3 ms)
     cv2.setNumThreads(1)
     replies = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # stray prints from libraries go to stderr, never into the answers

@@ -79,11 +79,8 @@ class NumpyMTCNNSession:
         return w, np.concatenate([self.w[f"{n}.b"] for n in names])
 
     def _heads(self, x: np.ndarray) -> list[np.ndarray]:
-        """[P(face), box offsets(, landmarks)] from the merged head output."""
-        if x.ndim == 4:  # P-Net: 1x1 convolution over the feature map
-            out = L.conv2d(x, self._heads_w, self._heads_b)
-        else:
-            out = L.dense(x, self._heads_w, self._heads_b)
+        """[P(face), box offsets(, landmarks)] from the merged head output (R-Net, O-Net)."""
+        out = L.dense(x, self._heads_w, self._heads_b)
         prob = L.softmax_face_probability(out[..., 0:2])
         return [prob, out[..., 2:6]] + ([out[:, 6:16]] if self.net == "onet" else [])
 
