@@ -85,10 +85,13 @@ def test_convolutions_equal_the_definition(channels: int, kernel: int) -> None:
     for n, h, w in [(1, 12, 12), (3, 13, 17), (2, 24, 24)]:
         x = rng.standard_normal((n, h, w, channels)).astype(np.float32)
         want = naive_conv2d(x.astype(np.float64), weight, bias)
-        # NHWC (3 channels take the planar im2col, more channels the NHWC one)
+        rows = L.planar_weights(weight, bias)
         np.testing.assert_allclose(L.conv2d(x, weight, bias), want, rtol=1e-4, atol=1e-4)
+        # NHWC in and out through the planar im2col (R-Net's and O-Net's first layer)
+        got = L.conv2d_image(x, rows, kernel)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
         # planar at full-width positions: the valid corner is the convolution
-        full = L.conv2d_planar(L.to_planar(x), L.planar_weights(weight, bias), kernel)
+        full = L.conv2d_planar(L.to_planar(x), rows, kernel)
         assert full.shape == (7, n, h, w) and np.isfinite(full).all()
         valid = full[:, :, : h - kernel + 1, : w - kernel + 1].transpose(1, 2, 3, 0)
         np.testing.assert_allclose(valid, want, rtol=1e-4, atol=1e-4)

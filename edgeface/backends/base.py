@@ -26,9 +26,6 @@ class SessionInfo:
     input_layout: str
     backend: str
     path: Path | None = None
-    #: ``run`` may be called from several threads at once (NumPy and ONNX Runtime: yes;
-    #: a LiteRT interpreter: no)
-    thread_safe: bool = False
 
     @property
     def fixed_batch(self) -> int | None:

@@ -50,7 +50,6 @@ class OnnxRuntimeSession:
             input_layout="NCHW",
             backend="onnxruntime",
             path=path,
-            thread_safe=True,
         )
         self.providers = self._session.get_providers()
 

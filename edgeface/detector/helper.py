@@ -209,10 +209,11 @@ class WorkShare:
     back in their original order, so the faces found do not depend on the split.
     """
 
-    #: fewer crops than this per party are not worth a round trip (~0.1 ms)
+    #: fewer crops than this per party are not worth a round trip (a small message took
+    #: 0.06 ms through a pipe here; a crop ~0.1 ms through R-Net)
     MIN_CROPS = 4
-    #: a pyramid level's fixed cost (NumPy calls, NMS), in pixels of level area: measured on
-    #: x86, a level costs ~0.14 ms per 1000 pixels plus ~0.3 ms
+    #: a pyramid level's fixed cost (NumPy calls, NMS), in pixels of level area: fitted by hand
+    #: to one-thread timings of a 640x480 pyramid on x86 (~0.14 ms per 1000 pixels + ~0.3 ms)
     LEVEL_OVERHEAD = 2000
 
     def __init__(self, weights: Path, helpers: int) -> None:

@@ -24,26 +24,13 @@ from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 
 def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Valid, stride-1 convolution. ``x`` (N,H,W,C); ``weight`` (kh,kw,C,K) as Keras stores it.
-
-    The result may be a view into a larger array (see below); it is writable.
-    """
+    """Valid, stride-1 convolution. ``x`` (N,H,W,C); ``weight`` (kh,kw,C,K) as Keras stores it."""
     kh, kw, c, k = weight.shape
     n, h, w, _ = x.shape
     ho, wo = h - kh + 1, w - kw + 1
-    if c <= 4 and kh * kw > 1:
-        # an image-like input: NHWC im2col would copy runs of c floats, and the bias pass over
-        # (positions x k) is slow for a narrow k; the planar im2col avoids both, and the
-        # transposed matmul still writes NHWC (at full-width positions, cut to the valid ones)
-        cols = im2col_planar(to_planar(x), kh, kw)
-        out = cols.T @ planar_weights(weight, bias).T
-        return out.reshape(n, h, w, k)[:, :ho, :wo]
-    if kh == 1 and kw == 1:
-        cols = x.reshape(-1, c)
-    else:
-        # (N, Ho, Wo, C, kh, kw) view -> (N, Ho, Wo, kh, kw, C) -> rows of kh*kw*C
-        win = sliding_window_view(x, (kh, kw), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
-        cols = win.reshape(n * ho * wo, kh * kw * c)
+    # (N, Ho, Wo, C, kh, kw) view -> (N, Ho, Wo, kh, kw, C) -> rows of kh*kw*C
+    win = sliding_window_view(x, (kh, kw), axis=(1, 2)).transpose(0, 1, 2, 4, 5, 3)
+    cols = win.reshape(n * ho * wo, kh * kw * c)
     out = cols @ weight.reshape(kh * kw * c, k)
     out += bias
     return out.reshape(n, ho, wo, k)
@@ -92,6 +79,19 @@ def im2col_planar(x: np.ndarray, kh: int, kw: int) -> np.ndarray:
     rows[..., valid:] = 0.0
     cols[-1] = 1.0
     return cols.reshape(c * kh * kw + 1, n * hw)
+
+
+def conv2d_image(x: np.ndarray, rows: np.ndarray, kernel: int) -> np.ndarray:
+    """:func:`conv2d` for an image-like NHWC input (R-Net's and O-Net's 3-channel crops).
+
+    NHWC im2col would copy runs of 3 floats, and a bias pass over (positions x K) is slow for
+    a narrow K; the planar im2col avoids both, and the transposed matmul still writes NHWC
+    (at full-width positions, cut to the valid ones: the result is a writable view).
+    ``rows`` from :func:`planar_weights`.
+    """
+    n, h, w, _ = x.shape
+    out = im2col_planar(to_planar(x), kernel, kernel).T @ rows.T
+    return out.reshape(n, h, w, len(rows))[:, : h - kernel + 1, : w - kernel + 1]
 
 
 def dense(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:

@@ -141,16 +141,16 @@ class MTCNNDetector:
         ]
 
     def _cascade(self, rgb: np.ndarray, scales: list[float]) -> Candidates:
+        """P-Net -> R-Net -> O-Net; with helpers, each stage's work is shared with them."""
         cfg = self.config
         t1, t2, t3 = cfg.thresholds
         share = self._share if self._share is not None and self._share.active else None
         if share is None:
             x = normalize(rgb)
-            cand = self.pnet(rgb, x, scales, t1, cfg.nms_pnet_scale, cfg.nms_pnet_all)
-            cand = self.rnet(x, cand, t2, cfg.nms_rnet)
-            return self.onet(x, cand, t3, cfg.nms_onet)
-        rgb, x = share.send_frame(rgb)
-        levels = share.levels(self.pnet, rgb, x, scales, t1, cfg.nms_pnet_scale)
+            levels = self.pnet.levels(rgb, x, scales, t1, cfg.nms_pnet_scale)
+        else:
+            rgb, x = share.send_frame(rgb)
+            levels = share.levels(self.pnet, rgb, x, scales, t1, cfg.nms_pnet_scale)
         cand = self.pnet.merge(levels, cfg.nms_pnet_all)
         for stage, net, threshold, nms in (
             (self.rnet, "rnet", t2, cfg.nms_rnet),
@@ -158,5 +158,9 @@ class MTCNNDetector:
         ):
             if not len(cand):
                 return cand
-            cand = stage.finish(cand, share.crops(stage, net, x, cand.boxes), threshold, nms)
+            if share is None:
+                outputs = stage.run_on_crops(x, cand.boxes)
+            else:
+                outputs = share.crops(stage, net, x, cand.boxes)
+            cand = stage.finish(cand, outputs, threshold, nms)
         return cand

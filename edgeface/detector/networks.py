@@ -49,16 +49,13 @@ class NumpyMTCNNSession:
             input_layout="NHWC",
             backend="numpy",
             path=Path(path),
-            thread_safe=True,
         )
         self._forward = {"pnet": self._pnet, "rnet": self._rnet, "onet": self._onet}[net]
         try:
             self._heads_w, self._heads_b = self._merge_heads()
-            if net == "pnet":
-                w = self.w
-                self._planar = {
-                    i: L.planar_weights(w[f"conv{i}.w"], w[f"conv{i}.b"]) for i in (1, 2, 3)
-                }
+            w = self.w
+            planar = (1, 2, 3) if net == "pnet" else (1,)  # P-Net planar; R/O-Net's conv1
+            self._planar = {i: L.planar_weights(w[f"conv{i}.w"], w[f"conv{i}.b"]) for i in planar}
             self._forward(np.zeros((1, size or 12, size or 12, 3), np.float32))
         except (KeyError, ValueError) as exc:
             raise ModelError(
@@ -69,8 +66,13 @@ class NumpyMTCNNSession:
         return self._forward(np.ascontiguousarray(x, dtype=np.float32))
 
     def _block(self, x: np.ndarray, i: int) -> np.ndarray:
+        """conv + PReLU of R-Net and O-Net; their first conv sees the 3-channel crops."""
         w = self.w
-        return L.prelu(L.conv2d(x, w[f"conv{i}.w"], w[f"conv{i}.b"]), w[f"prelu{i}"])
+        if i == 1:
+            x = L.conv2d_image(x, self._planar[1], w["conv1.w"].shape[0])
+        else:
+            x = L.conv2d(x, w[f"conv{i}.w"], w[f"conv{i}.b"])
+        return L.prelu(x, w[f"prelu{i}"])
 
     def _merge_heads(self) -> tuple[np.ndarray, np.ndarray]:
         """The score, box (and landmark) heads read the same features: one matmul for all."""
@@ -97,8 +99,8 @@ class NumpyMTCNNSession:
         out = self._heads_w.reshape(k, -1).T @ x.reshape(k, -1)  # 1x1 heads: no im2col
         out += self._heads_b[:, None]
         out = out.reshape(-1, *x.shape[1:])[:, :, : h - 4, : width - 4]
-        prob = 1.0 / (1.0 + np.exp(out[0] - out[1]))  # softmax P(face), as in the NHWC heads
-        return [prob, np.moveaxis(out[2:6], 0, -1)]
+        heads = np.moveaxis(out, 0, -1)  # a view, channels last
+        return [L.softmax_face_probability(heads[..., 0:2]), heads[..., 2:6]]
 
     def _rnet(self, x: np.ndarray) -> list[np.ndarray]:
         w = self.w

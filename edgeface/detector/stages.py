@@ -66,36 +66,16 @@ class CropStage(Stage):
         ]
         return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
 
-    def __call__(
-        self, image: np.ndarray, cand: Candidates, threshold: float, nms: float
-    ) -> Candidates:
-        """The candidates that pass this net, refined (see :meth:`finish`)."""
-        if not len(cand):
-            return cand
-        return self.finish(cand, self.run_on_crops(image, cand.boxes), threshold, nms)
-
     def finish(
         self, cand: Candidates, outputs: list[np.ndarray], threshold: float, nms: float
     ) -> Candidates:
-        """Candidates from the net's ``outputs`` on their crops (split from :meth:`__call__`
-        so that the crops can be run elsewhere, see :mod:`edgeface.detector.helper`)."""
+        """The candidates that pass this net, refined, from the net's ``outputs`` on their
+        crops (:meth:`run_on_crops` here or in a helper, see :mod:`edgeface.detector.helper`)."""
         raise NotImplementedError
 
 
 class ProposalStage(Stage):
     """P-Net over an image pyramid: dense, cheap, many candidates."""
-
-    def __call__(
-        self,
-        image_u8: np.ndarray,
-        normalized: np.ndarray,
-        scales: list[float],
-        threshold: float,
-        nms_scale: float,
-        nms_all: float,
-    ) -> Candidates:
-        """Proposals from the frame, given as uint8 RGB and normalized (see AreaPyramid)."""
-        return self.merge(self.levels(image_u8, normalized, scales, threshold, nms_scale), nms_all)
 
     def levels(
         self,
