@@ -59,11 +59,22 @@ def test_max_pool_equals_the_definition(size: int, stride: int, padding: str) ->
     [[0.25, -0.4, 0.0, 1.0], [1.3, -0.65, 0.05, 0.9]],  # all <= 1 (two-pass path), and one > 1
 )
 def test_prelu_equals_the_definition(slopes: list[float]) -> None:
-    x = np.random.default_rng(1).standard_normal((3, 5, 4)).astype(np.float32)
-    alpha = np.asarray(slopes, np.float32).reshape(1, 1, -1)
+    rng = np.random.default_rng(1)
+    alpha = np.asarray(slopes, np.float32)
+    # contiguous NHWC (slopes tiled along a row), a cut view (per-pixel broadcast), planar
+    x = rng.standard_normal((2, 3, 5, 4)).astype(np.float32)
+    view = rng.standard_normal((2, 4, 6, 4)).astype(np.float32)[:, :3, :5]
+    planar = np.ascontiguousarray(x.transpose(3, 0, 1, 2))
     want = np.where(x > 0, x, x * alpha)
     # the slope > 1 path computes x + (a - 1) * min(x, 0): equal up to one rounding
-    np.testing.assert_allclose(L.prelu(x.copy(), alpha), want, rtol=1e-6, atol=1e-7)
+    close = {"rtol": 1e-6, "atol": 1e-7}
+    np.testing.assert_allclose(L.prelu(x.copy(), alpha), want, **close)
+    want_view = np.where(view > 0, view, view * alpha)
+    got = L.prelu(view, alpha)
+    assert got is view  # in place, also on a view
+    np.testing.assert_allclose(got, want_view, **close)
+    got = L.prelu(planar, alpha, axis=0).transpose(1, 2, 3, 0)
+    np.testing.assert_allclose(got, want, **close)
 
 
 def naive_conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -88,7 +99,7 @@ def test_convolutions_equal_the_definition(channels: int, kernel: int) -> None:
         rows = L.planar_weights(weight, bias)
         np.testing.assert_allclose(L.conv2d(x, weight, bias), want, rtol=1e-4, atol=1e-4)
         # NHWC in and out through the planar im2col (R-Net's and O-Net's first layer)
-        got = L.conv2d_image(x, rows, kernel)
+        got = L.conv2d_image(x, rows, kernel)[:, : h - kernel + 1, : w - kernel + 1]
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
         # planar at full-width positions: the valid corner is the convolution
         full = L.conv2d_planar(L.to_planar(x), rows, kernel)

@@ -68,11 +68,12 @@ class NumpyMTCNNSession:
     def _block(self, x: np.ndarray, i: int) -> np.ndarray:
         """conv + PReLU of R-Net and O-Net; their first conv sees the 3-channel crops."""
         w = self.w
-        if i == 1:
-            x = L.conv2d_image(x, self._planar[1], w["conv1.w"].shape[0])
-        else:
-            x = L.conv2d(x, w[f"conv{i}.w"], w[f"conv{i}.b"])
-        return L.prelu(x, w[f"prelu{i}"])
+        if i > 1:
+            return L.prelu(L.conv2d(x, w[f"conv{i}.w"], w[f"conv{i}.b"]), w[f"prelu{i}"])
+        kernel = w["conv1.w"].shape[0]
+        _, h, width, _ = x.shape
+        x = L.prelu(L.conv2d_image(x, self._planar[1], kernel), w["prelu1"])
+        return x[:, : h - kernel + 1, : width - kernel + 1]
 
     def _merge_heads(self) -> tuple[np.ndarray, np.ndarray]:
         """The score, box (and landmark) heads read the same features: one matmul for all."""
