@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from edgeface.detector.helper import (
     HelperProcess,
     SharedFrame,
     _balance,
+    _cpu_plan,
     _shared_fd,
     read_message,
     write_message,
@@ -140,3 +142,56 @@ def test_levels_are_balanced_and_each_given_once() -> None:
     loads = [sum(costs[i] for i in share) for share in shares]
     assert abs(loads[0] - loads[1]) <= 2.2  # within the smallest level
     assert _balance(costs[:1], 3) == [[0], [], []]
+
+
+linux_affinity = pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="CPU affinity needs Linux and at least two CPUs (CI has two)",
+)
+
+
+def _helper_pid(detector: MTCNNDetector) -> int:
+    assert detector._share is not None and detector._share._helpers
+    process = detector._share._helpers[0]._process
+    assert process is not None
+    return process.pid
+
+
+@linux_affinity
+def test_caller_and_helper_get_a_cpu_each_and_the_caller_gets_its_cpus_back(
+    serial: MTCNNDetector, photos: list[np.ndarray]
+) -> None:
+    before = os.sched_getaffinity(0)
+    with MTCNNDetector(DetectorConfig(workers=2)) as shared:
+        assert shared._share is not None
+        helper_cpus = os.sched_getaffinity(_helper_pid(shared))
+        with shared._share.pinned():
+            caller_cpus = os.sched_getaffinity(0)
+        assert len(helper_cpus) == 1 and len(caller_cpus) == 1
+        assert helper_cpus != caller_cpus and (helper_cpus | caller_cpus) <= before
+        assert_same_faces(shared.detect(photos[2]), serial.detect(photos[2]))
+        assert os.sched_getaffinity(0) == before  # restored after every frame
+
+
+@linux_affinity
+def test_without_pinning_the_cpu_sets_are_left_alone(photos: list[np.ndarray]) -> None:
+    before = os.sched_getaffinity(0)
+    with MTCNNDetector(DetectorConfig(workers=2, pin_cpus=False)) as shared:
+        assert shared._share is not None
+        assert os.sched_getaffinity(_helper_pid(shared)) == before
+        with shared._share.pinned():
+            assert os.sched_getaffinity(0) == before
+        assert shared.detect(photos[0])
+
+
+def test_cpu_plans_spread_over_the_cpus_and_need_one_cpu_per_party(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "sched_setaffinity", lambda *a: None, raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {4, 5, 6, 7}, raising=False)
+    first, second = _cpu_plan(2), _cpu_plan(2)
+    assert first is not None and second is not None
+    assert len(set(first)) == 2 and set(first).isdisjoint(second)  # a second detector
+    assert _cpu_plan(5) is None  # more parties than CPUs: no pinning at all
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert _cpu_plan(2) is None  # a caller restricted to one CPU

@@ -52,6 +52,9 @@ class DetectorConfig:
     #: backend: ``workers - 1`` helper processes (see :mod:`edgeface.detector.helper`);
     #: 1 = this process only
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
+    #: with helpers, give the calling thread (during ``detect``) and each helper a CPU of
+    #: their own (Linux); turn off where several busy processes share the device's CPUs
+    pin_cpus: bool = True
 
     def __post_init__(self) -> None:
         if not self.min_face_size >= 12:
@@ -88,7 +91,9 @@ class MTCNNDetector:
         self.onet = OutputStage(sessions["onet"])
         self._share: WorkShare | None = None
         if self.config.backend == "numpy" and self.config.workers > 1:
-            self._share = WorkShare(self._numpy_weights(), self.config.workers - 1)
+            self._share = WorkShare(
+                self._numpy_weights(), self.config.workers - 1, pin_cpus=self.config.pin_cpus
+            )
             weakref.finalize(self, self._share.close)
         self._lock = threading.Lock()  # one frame at a time through the shared helpers
 
@@ -142,9 +147,15 @@ class MTCNNDetector:
 
     def _cascade(self, rgb: np.ndarray, scales: list[float]) -> Candidates:
         """P-Net -> R-Net -> O-Net; with helpers, each stage's work is shared with them."""
+        share = self._share if self._share is not None and self._share.active else None
+        if share is None:
+            return self._stages(rgb, scales, None)
+        with share.pinned():
+            return self._stages(rgb, scales, share)
+
+    def _stages(self, rgb: np.ndarray, scales: list[float], share: WorkShare | None) -> Candidates:
         cfg = self.config
         t1, t2, t3 = cfg.thresholds
-        share = self._share if self._share is not None and self._share.active else None
         if share is None:
             x = normalize(rgb)
             levels = self.pnet.levels(rgb, x, scales, t1, cfg.nms_pnet_scale)
