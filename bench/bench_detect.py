@@ -35,8 +35,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
+from edgeface.blas_threads import use_one_blas_thread
+
+use_one_blas_thread()  # as the edgeface command does, before numpy loads (see that module)
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"

@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-import pytest
+from edgeface.blas_threads import use_one_blas_thread
+
+use_one_blas_thread()  # as the edgeface command runs, before numpy loads
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEFACE_SHARED_DIR", REPO.parent / "shared"))

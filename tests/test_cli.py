@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +113,17 @@ def test_models_list_and_verify(capsys, models_ready) -> None:
     assert rc == 0 and {r["name"] for r in json.loads(out)} >= {"mtcnn", "mobilefacenet"}
     rc, out, _ = run(capsys, "models", "verify")
     assert rc == 0 and "FAILED" not in out
+
+
+def test_the_command_asks_numpy_for_one_blas_thread_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # numpy is loaded already in this process; the command sets the variables for itself and
+    # for what it starts (the detector's helpers read them when they import numpy)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "3")
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    assert os.environ["MKL_NUM_THREADS"] == "3"  # a user's own setting wins
+    capsys.readouterr()

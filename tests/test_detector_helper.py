@@ -19,6 +19,7 @@ from edgeface.detector.helper import (
     _balance,
     _cpu_plan,
     _shared_fd,
+    _warn_blas_threads,
     read_message,
     write_message,
 )
@@ -34,10 +35,12 @@ PHOTOS = [
 
 
 def assert_same_faces(a: list[Face], b: list[Face]) -> None:
+    """The same faces up to float32 rounding: a batch split differently, or BLAS with other
+    threads, sums in another order (seen: 1.3e-3 px on a 270 px box of a 2000 px photo)."""
     assert len(a) == len(b)
     for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose(x.box, y.box, atol=1e-3)
-        np.testing.assert_allclose(x.landmarks, y.landmarks, atol=1e-3)
+        np.testing.assert_allclose(x.box, y.box, atol=1e-2)
+        np.testing.assert_allclose(x.landmarks, y.landmarks, atol=1e-2)
         assert x.score == pytest.approx(y.score, abs=1e-5)
 
 
@@ -195,3 +198,23 @@ def test_cpu_plans_spread_over_the_cpus_and_need_one_cpu_per_party(
     assert _cpu_plan(5) is None  # more parties than CPUs: no pinning at all
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
     assert _cpu_plan(2) is None  # a caller restricted to one CPU
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="reads /proc (Linux)")
+def test_helpers_run_single_threaded_blas(photos: list[np.ndarray]) -> None:
+    with MTCNNDetector(DetectorConfig(workers=2)) as shared:
+        assert shared.detect(photos[0])  # the helper has answered: it runs our code
+        environ = Path(f"/proc/{_helper_pid(shared)}/environ").read_bytes().split(b"\0")
+    assert b"OPENBLAS_NUM_THREADS=1" in environ and b"OMP_NUM_THREADS=1" in environ
+
+
+def test_helpers_with_threaded_blas_here_say_how_to_fix_it(
+    models_ready: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    _warn_blas_threads.cache_clear()
+    with caplog.at_level(logging.WARNING), MTCNNDetector(DetectorConfig(workers=2)):
+        pass
+    assert "OPENBLAS_NUM_THREADS=1" in caplog.text and "workers=1" in caplog.text
+    _warn_blas_threads.cache_clear()

@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from edgeface import __version__
+from edgeface.blas_threads import use_one_blas_thread
 from edgeface.errors import EdgefaceError
 
 #: sub-command modules, in the order ``--help`` lists them
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    use_one_blas_thread()  # before the sub-commands import numpy
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -22,6 +22,7 @@ on another one while a frame is shared (:meth:`WorkShare.pinned`; ``DetectorConf
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -38,6 +39,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from edgeface.blas_threads import blas_is_single_threaded, single_threaded_env
 from edgeface.detector.normalize import normalize
 from edgeface.detector.stages import Candidates, CropStage, ProposalStage
 
@@ -147,6 +149,7 @@ class HelperProcess:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             pass_fds=(frame_fd,),
+            env=single_threaded_env(),  # the helper is this core's worker: no BLAS threads
         )
         if cpu is not None:
             _set_affinity(self._process.pid, cpu)
@@ -224,6 +227,8 @@ class WorkShare:
 
     def __init__(self, weights: Path, helpers: int, pin_cpus: bool = True) -> None:
         self.frame = SharedFrame(_shared_fd())
+        if not blas_is_single_threaded():
+            _warn_blas_threads()
         self._cpus = _cpu_plan(helpers + 1) if pin_cpus else None
         cpus = self._cpus[1:] if self._cpus else [None] * helpers
         self._helpers = [HelperProcess(weights, self.frame.fd, cpu) for cpu in cpus]
@@ -349,6 +354,17 @@ class WorkShare:
         if self.frame.fd >= 0:
             os.close(self.frame.fd)
             self.frame.fd = -1
+
+
+@functools.cache
+def _warn_blas_threads() -> None:
+    """Once per process: the detector still works, but at about half its speed."""
+    log.warning(
+        "numpy's BLAS may run several threads in this process; they compete with the "
+        "detector's helper processes (about 2x slower measured). Set OPENBLAS_NUM_THREADS=1 "
+        "before numpy is imported, as the edgeface command does, or use "
+        "DetectorConfig(workers=1)."
+    )
 
 
 #: counts work shares, so that a second detector in the process starts on other CPUs
