@@ -118,8 +118,7 @@ def test_models_list_and_verify(capsys, models_ready) -> None:
 def test_the_command_asks_numpy_for_one_blas_thread_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
-    # numpy is loaded already in this process; the command sets the variables for itself and
-    # for what it starts (the detector's helpers read them when they import numpy)
+    # numpy is loaded already in this test process, so only the variables can be checked
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "3")
     with pytest.raises(SystemExit):
