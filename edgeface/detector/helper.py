@@ -211,6 +211,32 @@ class HelperProcess:
             process.wait()
 
 
+class InProcess:
+    """The frame's whole work in this process: :class:`WorkShare`'s interface, no helpers."""
+
+    def pinned(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+    def send_frame(self, rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return rgb, normalize(rgb)
+
+    def levels(
+        self,
+        stage: ProposalStage,
+        image_u8: np.ndarray,
+        normalized: np.ndarray,
+        scales: list[float],
+        threshold: float,
+        nms: float,
+    ) -> list[Candidates]:
+        return stage.levels(image_u8, normalized, scales, threshold, nms)
+
+    def crops(
+        self, stage: CropStage, net: str, normalized: np.ndarray, boxes: np.ndarray
+    ) -> list[np.ndarray]:
+        return stage.run_on_crops(normalized, boxes)
+
+
 class WorkShare:
     """Splits one frame's P-Net levels and R-/O-Net crops between this process and helpers.
 

@@ -1,8 +1,9 @@
 """The few layers MTCNN needs, in NumPy, float32.
 
-Convolutions are im2col + one BLAS matmul per layer: the window view is free, the one copy
-into a contiguous (positions x kh*kw*C) matrix is the only data movement, and the matmul runs
-on every core. That is what makes a NumPy-only cascade fast enough on a Pi.
+Convolutions are im2col + one BLAS matmul per layer: the window view is free, and the one
+copy into a contiguous (positions x kh*kw*C) matrix is the only data movement. That is what
+makes a NumPy-only cascade fast enough on a Pi. The matmul runs on one BLAS thread: the other
+cores run helper processes (:mod:`edgeface.detector.helper`, :mod:`edgeface.blas_threads`).
 
 Two layouts, because NumPy is fast over long contiguous runs and slow over short ones:
 

@@ -17,8 +17,7 @@ from typing import Literal
 import numpy as np
 
 from edgeface.backends.base import InferenceSession, open_session, register_backend
-from edgeface.detector.helper import WorkShare
-from edgeface.detector.normalize import normalize
+from edgeface.detector.helper import InProcess, WorkShare
 from edgeface.detector.stages import Candidates, OutputStage, ProposalStage, RefineStage
 from edgeface.errors import ConfigError
 from edgeface.imaging import ensure_rgb_uint8
@@ -89,6 +88,7 @@ class MTCNNDetector:
         self.pnet = ProposalStage(sessions["pnet"])
         self.rnet = RefineStage(sessions["rnet"])
         self.onet = OutputStage(sessions["onet"])
+        self._in_process = InProcess()
         self._share: WorkShare | None = None
         if self.config.backend == "numpy" and self.config.workers > 1:
             self._share = WorkShare(
@@ -147,31 +147,20 @@ class MTCNNDetector:
 
     def _cascade(self, rgb: np.ndarray, scales: list[float]) -> Candidates:
         """P-Net -> R-Net -> O-Net; with helpers, each stage's work is shared with them."""
-        share = self._share if self._share is not None and self._share.active else None
-        if share is None:
-            return self._stages(rgb, scales, None)
-        with share.pinned():
-            return self._stages(rgb, scales, share)
-
-    def _stages(self, rgb: np.ndarray, scales: list[float], share: WorkShare | None) -> Candidates:
         cfg = self.config
         t1, t2, t3 = cfg.thresholds
-        if share is None:
-            x = normalize(rgb)
-            levels = self.pnet.levels(rgb, x, scales, t1, cfg.nms_pnet_scale)
-        else:
-            rgb, x = share.send_frame(rgb)
-            levels = share.levels(self.pnet, rgb, x, scales, t1, cfg.nms_pnet_scale)
-        cand = self.pnet.merge(levels, cfg.nms_pnet_all)
-        for stage, net, threshold, nms in (
-            (self.rnet, "rnet", t2, cfg.nms_rnet),
-            (self.onet, "onet", t3, cfg.nms_onet),
-        ):
-            if not len(cand):
-                return cand
-            if share is None:
-                outputs = stage.run_on_crops(x, cand.boxes)
-            else:
-                outputs = share.crops(stage, net, x, cand.boxes)
-            cand = stage.finish(cand, outputs, threshold, nms)
+        work: WorkShare | InProcess = self._in_process
+        if self._share is not None and self._share.active:
+            work = self._share
+        with work.pinned():
+            rgb, x = work.send_frame(rgb)
+            levels = work.levels(self.pnet, rgb, x, scales, t1, cfg.nms_pnet_scale)
+            cand = self.pnet.merge(levels, cfg.nms_pnet_all)
+            for stage, net, threshold, nms in (
+                (self.rnet, "rnet", t2, cfg.nms_rnet),
+                (self.onet, "onet", t3, cfg.nms_onet),
+            ):
+                if not len(cand):
+                    return cand
+                cand = stage.finish(cand, work.crops(stage, net, x, cand.boxes), threshold, nms)
         return cand
