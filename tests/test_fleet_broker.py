@@ -140,7 +140,7 @@ def fleet(tmp_path, broker, faces, model, camera_dir):
 
 def applied(door: FleetDoor) -> list[int]:
     return [
-        r["seq"] for r in door.records() if r["event"] == "fleet_applied" and r["what"] == "change"
+        r["fleet_seq"] for r in door.records() if r["event"] == "fleet_applied" and r["what"] == "change"
     ]
 
 
@@ -221,7 +221,8 @@ def test_enroll_reaches_every_door_and_an_offline_door_catches_up(fleet: Fleet) 
     assert c.gallery_ids() == {powell}
     c2 = fleet.door("door-c")  # same device, same gallery and state: back online
     wait_for(lambda: c2.gallery_ids() == {blair}, what="door-c catches up")
-    assert applied(c2) == [1, 2, 3]  # in order; seq 1 arrived again (retained) and was skipped
+    # in order; seq 1 arrived again (retained) and was skipped
+    wait_for(lambda: applied(c2) == [1, 2, 3], what="door-c's audit")
     assert refused(c2) == []
     # a snapshot compacts the log; a brand-new door gets everything from it
     with fleet.operator() as op:
@@ -230,7 +231,7 @@ def test_enroll_reaches_every_door_and_an_offline_door_catches_up(fleet: Fleet) 
     assert (seq, n) == (5, 2)
     d = fleet.door("door-d")
     wait_for(lambda: d.gallery_ids() == {blair, arroyo}, what="new door from the snapshot")
-    assert applied(d) == [5]
+    wait_for(lambda: applied(d) == [5], what="door-d's audit")
     state = wait_for(lambda: d.agent.state()["fleet"]["applied_seq"] == 5 and d.agent.state())
     assert state["gallery"]["identities"] == 2
     for x in (a, b, c2):

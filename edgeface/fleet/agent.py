@@ -306,7 +306,8 @@ class DeviceAgent:
 
     def _report(self, what: str, body: dict[str, Any]) -> None:
         """Audit and publish what happened to a fleet message."""
-        rec = {"what": what, **body}
+        # "seq" is the message's sequence number: it must not clash with the audit record's
+        rec = {"what": what, **{("fleet_seq" if k == "seq" else k): v for k, v in body.items()}}
         self.reports = [*self.reports[-199:], rec]
         status = body.get("status")
         event = "fleet_applied" if status in ("applied", "accepted") else "fleet_refused"
