@@ -140,7 +140,9 @@ def fleet(tmp_path, broker, faces, model, camera_dir):
 
 def applied(door: FleetDoor) -> list[int]:
     return [
-        r["fleet_seq"] for r in door.records() if r["event"] == "fleet_applied" and r["what"] == "change"
+        r["fleet_seq"]
+        for r in door.records()
+        if r["event"] == "fleet_applied" and r["what"] == "change"
     ]
 
 
