@@ -551,3 +551,26 @@ def test_collect_reveals_records_cut_from_a_door(fleet: Fleet, tmp_path: Path) -
     assert f"records {len(local) - 3}..{len(local) - 1} were removed" in " ".join(problems) or (
         "diverged" in " ".join(problems)
     ), problems
+
+
+def test_door_check_reports_the_broker(fleet: Fleet, tmp_path: Path) -> None:
+    from edgeface.door.health import _check
+    from edgeface.fleet.config import load_mqtt_section
+    from edgeface.fleet.health import check_mqtt
+
+    good = mqtt_table(fleet.broker, "door-a", fleet.keys, tmp_path / "st")
+    lines = [r.line() for r in check_mqtt(load_mqtt_section(good, tmp_path), _check)]
+    assert lines[0].startswith("ok   mqtt keys") and lines[1].startswith("ok   mqtt broker")
+    (tmp_path / "wrong.pw").write_text("not-the-password\n")
+    bad = {**good, "password_file": str(tmp_path / "wrong.pw")}
+    res = check_mqtt(load_mqtt_section(bad, tmp_path), _check)
+    assert not res[1].ok and "refused" in res[1].message
+    hang = HangingListener()
+    try:
+        hung = {**good, "port": hang.port}
+        t0 = time.monotonic()
+        res = check_mqtt(load_mqtt_section(hung, tmp_path), _check, timeout_s=2.0)
+        assert not res[1].ok and "no MQTT answer" in res[1].message
+        assert time.monotonic() - t0 < 10
+    finally:
+        hang.close()

@@ -305,6 +305,8 @@ class CommandGate:
             elif cmd == "lockdown" and h.get("value") in ("on", "off"):
                 out = DoorCommand("lockdown_on" if h["value"] == "on" else "lockdown_off", origin)
             elif cmd == "unlock":
+                if h.get("target") != self.device_id:
+                    raise RefusedMessage("malformed", "a remote unlock must name one door")
                 if not self.remote_unlock:
                     raise RefusedMessage("remote_unlock_disabled", "mqtt.remote_unlock is false")
                 dur = float(h.get("duration_s", self.remote_unlock_max_s))
