@@ -469,3 +469,15 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "fleet.toml").write_text('[mqtt]\nhost = "127.0.0.1"\n')
     out = run("push", "--config", str(tmp_path / "fleet.toml"))
     assert out.returncode == 2 and "mqtt.device_id: required" in out.stderr
+
+
+def test_records_after_reads_across_rotated_files(tmp_path: Path) -> None:
+    from edgeface.fleet.agent import records_after
+
+    log = AuditLog(tmp_path / "door.jsonl", max_bytes=4096, fsync=False)
+    recs = [log.append("tick", i=i, pad="x" * 200) for i in range(60)]
+    assert len(list(tmp_path.glob("door.jsonl.*"))) >= 2  # the log rotated
+    assert [r["seq"] for r in records_after(tmp_path / "door.jsonl", 9)] == list(range(10, 60))
+    assert records_after(tmp_path / "door.jsonl", 59) == []
+    got = records_after(tmp_path / "door.jsonl", -1, limit=5)
+    assert [r["hash"] for r in got] == [r["hash"] for r in recs[:5]]

@@ -153,7 +153,11 @@ def attach_fleet(daemon: DoorDaemon, cfg: DoorConfig) -> Any:
         gallery=getattr(ident, "gallery", None),
         model=getattr(ident, "model_ref", None),
         on_gallery=swap_gallery,
-        bundle=cfg.recognition.embedder_model,
+        bundle=(
+            ident.model_ref.describe()
+            if getattr(ident, "model_ref", None) is not None
+            else cfg.recognition.embedder_model
+        ),
     )
     daemon.audit = TeeAudit(daemon.audit, [agent])
     agent.start()

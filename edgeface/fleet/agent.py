@@ -108,8 +108,8 @@ class DeviceAgent:
     ) -> None:
         self.cfg = cfg
         self.door = door
-        self.audit = audit
-        self.audit_path = Path(audit.path)
+        self.audit = audit  # None: a unit without an audit log (publishes no audit records)
+        self.audit_path = Path(audit.path) if audit is not None else None
         self.gallery = gallery
         self.bundle = bundle
         self.on_gallery = on_gallery
@@ -164,6 +164,8 @@ class DeviceAgent:
         self._connected_gen = 0
         self._seen_gen = 0
         self._audit_sent = self._acked = self._load_acked()
+        self._acks_above: set[int] = set()
+        self._ack_mutex = threading.Lock()
         self._last_state: dict[str, Any] = {}
         self._last_state_t = 0.0
         self._worker = threading.Thread(target=self._run, name="fleet-agent", daemon=True)
@@ -263,7 +265,9 @@ class DeviceAgent:
         self.link.publish(f"{self.cfg.prefix}/availability", "online", qos=1, retain=True)
         if self.cfg.discovery:
             self._publish_discovery()
-        self._audit_sent = self._acked  # resend what the broker did not acknowledge
+        with self._ack_mutex:
+            self._acks_above.clear()
+            self._audit_sent = self._acked  # resend what the broker did not acknowledge
         self._publish_state()
 
     def _publish_discovery(self) -> None:
@@ -314,7 +318,8 @@ class DeviceAgent:
         if status == "pending":
             event = "fleet_held"
         try:
-            self.audit.append(event, **{k: v for k, v in rec.items() if k != "status"})
+            if self.audit is not None:
+                self.audit.append(event, **{k: v for k, v in rec.items() if k != "status"})
         except Exception as exc:
             log.error("fleet: cannot audit %s: %s", event, exc)
         self.link.publish(f"{self.cfg.prefix}/fleet", json.dumps(rec), qos=1)
@@ -379,12 +384,20 @@ class DeviceAgent:
         return self.state_store.state.audit_acked_seq if self.state_store is not None else -1
 
     def _pump_audit(self) -> None:
-        if not self.link.connected.is_set():
+        if self.audit_path is None or not self.link.connected.is_set():
             return
+        # leave room in the bounded queue: a record dropped there would only be resent
+        # after the next reconnect
+        room = self.cfg.queue_size // 2 - len(self.link.queue)
         head = int(self.door.status().get("audit_seq", -1))
-        if head <= self._audit_sent:
+        if head <= self._audit_sent or room <= 0:
             return
-        for rec in records_after(self.audit_path, self._audit_sent):
+        recs = records_after(self.audit_path, self._audit_sent, limit=room)
+        if recs and self._audit_sent == self._acked:
+            with self._ack_mutex:
+                # records before the oldest kept file were pruned by rotation: not sendable
+                self._acked = max(self._acked, int(recs[0]["seq"]) - 1)
+        for rec in recs:
             seq = int(rec["seq"])
             payload = json.dumps(rec, sort_keys=True, separators=(",", ":"))
             self.link.publish(
@@ -393,10 +406,19 @@ class DeviceAgent:
             self._audit_sent = seq
 
     def _acker(self, seq: int) -> Callable[[], None]:
+        """Advance the acknowledged mark only over an unbroken run of acknowledged records,
+        so a record lost on the way is sent again after the next connect."""
+
         def ack() -> None:
-            if seq > self._acked:
-                self._acked = seq
-                if self.state_store is not None:
-                    self.state_store.update(audit_acked_seq=seq)
+            with self._ack_mutex:
+                if seq <= self._acked:
+                    return
+                self._acks_above.add(seq)
+                start = self._acked
+                while self._acked + 1 in self._acks_above:
+                    self._acked += 1
+                    self._acks_above.discard(self._acked)
+                if self._acked != start and self.state_store is not None:
+                    self.state_store.update(audit_acked_seq=self._acked)
 
         return ack
