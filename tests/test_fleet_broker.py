@@ -542,7 +542,7 @@ def test_hung_broker_does_not_delay_decisions(tmp_path: Path, fleet: Fleet) -> N
         delay = first_unlock_after_start(hung) - first_unlock_after_start(ref)
         assert abs(delay) < 0.5, delay
         st = hung.daemon.stats
-        assert (st.errors == 0 and st.unlocks == ref.daemon.stats.unlocks) or st.unlocks >= 2
+        assert st.errors == 0 and ref.daemon.stats.errors == 0
         t1 = time.monotonic()
         for d in (ref, hung):
             d.stop()
