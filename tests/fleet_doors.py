@@ -128,3 +128,24 @@ class FleetDoor:
     def gallery_ids(self) -> set[str]:
         g = GalleryFile(self.root / "gallery.efg", load_key_file(self.root / "gallery.key")).load()
         return {i.id for i in g.identities()}
+
+
+def write_fleet_toml(path: Path, broker: Any, keys: dict[str, Path], op_dir: Path) -> Path:
+    """The operator's fleet.toml: its broker account, keys, state and gallery in ``op_dir``."""
+    path.write_text(
+        f"""
+[mqtt]
+host = "{broker.host}"
+port = {broker.port}
+device_id = "operator"
+password_file = "{broker.password_file("operator")}"
+[operator]
+signing_key = "{keys["signing_key"]}"
+fleet_key_file = "{keys["fleet_key"]}"
+state_dir = "{op_dir / "state"}"
+gallery = "{op_dir / "gallery.efg"}"
+gallery_key_file = "{op_dir / "gallery.key"}"
+connect_timeout_s = 3
+"""
+    )
+    return path

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 from fleet_broker import Broker, HangingListener
-from fleet_doors import FleetDoor, mqtt_table, wait_for
+from fleet_doors import FleetDoor, mqtt_table, wait_for, write_fleet_toml
 
 from edgeface.door.identify import Observation
 from edgeface.door.scripted import ScriptedIdentifier, enrolled
@@ -92,23 +92,7 @@ class Fleet:
             for name, temps in faces.items():
                 ts = [Template(e, q, model) for e, q in temps]
                 self.ids[name] = g.add_identity(name.replace("_", " "), ts).id
-        self.config = root / "fleet.toml"
-        self.config.write_text(
-            f"""
-[mqtt]
-host = "{broker.host}"
-port = {broker.port}
-device_id = "operator"
-password_file = "{broker.password_file("operator")}"
-[operator]
-signing_key = "{self.keys["signing_key"]}"
-fleet_key_file = "{self.keys["fleet_key"]}"
-state_dir = "{root / "operator" / "state"}"
-gallery = "{root / "operator" / "gallery.efg"}"
-gallery_key_file = "{root / "operator" / "gallery.key"}"
-connect_timeout_s = 3
-"""
-        )
+        self.config = write_fleet_toml(root / "fleet.toml", broker, self.keys, root / "operator")
         self.doors: list[FleetDoor] = []
 
     def operator(self) -> Operator:

@@ -143,16 +143,19 @@ def device(tmp_path: Path):
     op = Operator()
     gf = GalleryFile(tmp_path / "g.efg", RawKey(bytes(32)))
     gf.create(model=MODEL)
-    seen = []
-    applier = ChangeApplier(
+    seen: list = []
+    return op, gf, make_applier(gf, op, tmp_path / "fleet", on_gallery=seen.append), seen
+
+
+def make_applier(gf: GalleryFile, op: Operator, state_dir: Path, **kw) -> ChangeApplier:
+    return ChangeApplier(
         gf,
         operator_key=op.key.public_key(),
         fleet_key=FLEET_KEY,
-        state=StateStore(tmp_path / "fleet"),
+        state=StateStore(state_dir),
         model=MODEL,
-        on_gallery=seen.append,
+        **kw,
     )
-    return op, gf, applier, seen
 
 
 def ids(gf: GalleryFile) -> set[str]:
@@ -213,13 +216,7 @@ def test_apply_is_idempotent_across_a_crash(device, rng, tmp_path: Path) -> None
     before = content_hash(gf.load())
     # a crash after the gallery was saved but before the state: the change comes again
     (tmp_path / "fleet" / "fleet-state.json").unlink()
-    again = ChangeApplier(
-        gf,
-        operator_key=op.key.public_key(),
-        fleet_key=FLEET_KEY,
-        state=StateStore(tmp_path / "fleet"),
-        model=MODEL,
-    )
+    again = make_applier(gf, op, tmp_path / "fleet")
     assert again.offer(msg, retained=True)[0].status == "applied"
     assert content_hash(gf.load()) == before and len(gf.load()) == 1
 
@@ -285,9 +282,12 @@ def test_command_gate(tmp_path: Path) -> None:
     assert refused(command(key, 7, "unlock", target="door-1")) == "remote_unlock_disabled"
     assert refused(command(Ed25519PrivateKey.generate(), 8, "relock")) == "bad_signature"
     assert refused(command(key, 9, "open-sesame")) == "malformed"
+    resend = gate.check(command(key, 12, "audit_resend", target="door-1", value="7"))
+    assert resend.kind == "audit_resend" and resend.from_seq == 7  # type: ignore[union-attr]
+    assert refused(command(key, 13, "audit_resend", target="door-1")) == "malformed"
     gate.remote_unlock = True
-    assert refused(command(key, 10, "unlock", target="door-1", ttl=300)) == "malformed"
-    cmd = gate.check(command(key, 11, "unlock", target="door-1", duration_s=60.0, ttl=10))
+    assert refused(command(key, 14, "unlock", target="door-1", ttl=300)) == "malformed"
+    cmd = gate.check(command(key, 15, "unlock", target="door-1", duration_s=60.0, ttl=10))
     assert cmd.kind == "unlock" and cmd.duration_s == 5.0  # capped by remote_unlock_max_s
 
 
@@ -389,6 +389,11 @@ def test_collector_checks_the_chain(tmp_path: Path) -> None:
     assert c.offer("door-1", recs[3]) == "added"
     assert c.offer("door-1", recs[4]) == "added"  # and the held 5 follows
     assert c.devices["door-1"].last_seq == 5
+    assert c.missing() == {}
+    c.observe_state(
+        "door-1", {"time": recs[7]["time"], "audit": {"seq": 7, "head": recs[7]["hash"]}}
+    )
+    assert c.missing() == {"door-1": 6}  # the door has more than arrived: ask again from 6
     forged = dict(recs[6], event="tock")
     assert c.offer("door-1", forged) == "bad"
     rep = c.report()["door-1"]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from fleet_broker import Broker
-from fleet_doors import wait_for
+from fleet_doors import wait_for, write_fleet_toml
 from test_fleet_broker import Listener
 
 from edgeface.door.actuators import read_relay_state
@@ -28,6 +28,10 @@ DOORS = ["lobby", "garage", "lab"]
 
 def records(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def collect(config: Path, out: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return cli("fleet", "collect", "--config", str(config), "--out", str(out), *args)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -61,36 +65,9 @@ def test_central_enrollment_opens_three_real_doors(tmp_path: Path, pipeline, lfw
                     temps.append(Template(r.embedding, float(r.face.score), model))
                 g.add_identity(name.replace("_", " "), temps)
         powell = g.find("Colin Powell").id
-        fleet_toml = tmp_path / "fleet.toml"
-        fleet_toml.write_text(
-            f"""
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-device_id = "operator"
-password_file = "{broker.password_file("operator")}"
-[operator]
-signing_key = "{keys["signing_key"]}"
-fleet_key_file = "{keys["fleet_key"]}"
-state_dir = "{op_dir / "state"}"
-gallery = "{op_dir / "gallery.efg"}"
-gallery_key_file = "{op_dir / "gallery.key"}"
-"""
-        )
+        fleet_toml = write_fleet_toml(tmp_path / "fleet.toml", broker, keys, op_dir)
         collected = tmp_path / "collected"
-        assert (
-            cli(
-                "fleet",
-                "collect",
-                "--config",
-                str(fleet_toml),
-                "--out",
-                str(collected),
-                "--seconds",
-                "0.5",
-            ).returncode
-            == 0
-        )
+        assert collect(fleet_toml, collected, "--seconds", "0.5").returncode == 0
         ha = Listener(broker, "homeassistant", ["edgeface/+/availability", "edgeface/+/event"])
         for door in DOORS:
             d = tmp_path / door
@@ -195,17 +172,7 @@ display_names = true
         for door in ("lobby", "garage"):
             procs[door].send_signal(signal.SIGTERM)
             assert procs[door].wait(30) == 0
-        res = cli(
-            "fleet",
-            "collect",
-            "--config",
-            str(fleet_toml),
-            "--out",
-            str(collected),
-            "--idle",
-            "3",
-            "--json",
-        )
+        res = collect(fleet_toml, collected, "--idle", "3", "--json")
         assert res.returncode == 0, res.stdout + res.stderr
         report = json.loads(res.stdout)
         for door in DOORS:

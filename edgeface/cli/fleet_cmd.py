@@ -112,11 +112,24 @@ def _command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wait(seconds: float | None, idle: float, last: list[float]) -> None:
+    """For ``seconds``, or until ``idle`` seconds passed without a record."""
+    start = time.monotonic()
+    last[0] = start
+    while True:
+        time.sleep(0.1)
+        now = time.monotonic()
+        if seconds is not None and now - start >= seconds:
+            return
+        if seconds is None and now - last[0] >= idle:
+            return
+
+
 def _collect(args: argparse.Namespace) -> int:
     from edgeface.fleet.collect import AuditCollector
     from edgeface.fleet.errors import FleetError
     from edgeface.fleet.link import make_client
-    from edgeface.fleet.operator import load_operator_config
+    from edgeface.fleet.operator import Operator, load_operator_config
 
     cfg = load_operator_config(args.config)
     collector = AuditCollector(args.out)
@@ -159,15 +172,16 @@ def _collect(args: argparse.Namespace) -> int:
     try:
         if not connected.wait(cfg.connect_timeout_s):
             raise FleetError(f"mqtt: broker {cfg.mqtt.host}:{cfg.mqtt.port} unreachable")
-        start = time.monotonic()
-        last[0] = start
-        while True:
-            time.sleep(0.1)
-            now = time.monotonic()
-            if args.seconds is not None and now - start >= args.seconds:
+        _wait(args.seconds, args.idle, last)
+        for _round in range(2):  # ask doors to resend what never arrived, then wait again
+            with mutex:
+                missing = collector.missing()
+            if not missing:
                 break
-            if args.seconds is None and now - last[0] >= args.idle:
-                break
+            with Operator(cfg) as op:
+                for device, first in sorted(missing.items()):
+                    op.command("audit_resend", target=device, value=str(first), ttl_s=120)
+            _wait(None, args.idle, last)
     finally:
         client.disconnect()
         client.loop_stop()

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from edgeface import __version__
 from edgeface.door.port import DoorCommand
 from edgeface.fleet import topics
+from edgeface.fleet.apply import ResendAudit
 from edgeface.fleet.config import MqttConfig
 from edgeface.fleet.discovery import discovery_messages
 from edgeface.fleet.errors import RefusedMessage
@@ -305,7 +306,14 @@ class DeviceAgent:
                 "command", {"status": "refused", "reason": exc.reason, "detail": exc.detail}
             )
             return
-        self.door.submit(cmd)
+        if isinstance(cmd, ResendAudit):
+            with self._ack_mutex:
+                mark = max(-1, cmd.from_seq - 1)
+                self._acked = min(self._acked, mark)
+                self._audit_sent = min(self._audit_sent, mark)
+                self._acks_above.clear()
+        else:
+            self.door.submit(cmd)
         self._report("command", {"status": "accepted", "command": cmd.kind, "origin": cmd.origin})
 
     def _report(self, what: str, body: dict[str, Any]) -> None:

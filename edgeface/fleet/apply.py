@@ -252,6 +252,17 @@ def _peek_seq(payload: bytes) -> int | None:
     return seq if isinstance(seq, int) else None
 
 
+@dataclass(frozen=True)
+class ResendAudit:
+    """For the agent, not the door: publish the audit log again from ``from_seq`` (the
+    collector asks when a record never reached it, e.g. a broker that crashed after
+    acknowledging it)."""
+
+    from_seq: int
+    origin: str
+    kind: str = "audit_resend"
+
+
 class CommandGate:
     """Turns signed command messages into :class:`DoorCommand` s, or refuses them."""
 
@@ -273,7 +284,7 @@ class CommandGate:
         self.wall_clock = wall_clock
         self._mutex = threading.Lock()
 
-    def check(self, payload: bytes) -> DoorCommand:
+    def check(self, payload: bytes) -> DoorCommand | ResendAudit:
         """A verified command (its seq is then consumed), or :class:`RefusedMessage`."""
         with self._mutex:
             env = envelope.open_envelope(payload, self.operator_key)
@@ -304,6 +315,11 @@ class CommandGate:
                 out = DoorCommand("relock", origin)
             elif cmd == "lockdown" and h.get("value") in ("on", "off"):
                 out = DoorCommand("lockdown_on" if h["value"] == "on" else "lockdown_off", origin)
+            elif cmd == "audit_resend":
+                try:
+                    out = ResendAudit(int(h["value"]), origin)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise RefusedMessage("malformed", "audit_resend needs a seq") from exc
             elif cmd == "unlock":
                 if h.get("target") != self.device_id:
                     raise RefusedMessage("malformed", "a remote unlock must name one door")
@@ -314,7 +330,7 @@ class CommandGate:
             else:
                 raise RefusedMessage("malformed", f"unknown command {cmd!r}")
             changes: dict[str, Any] = {"command_seq": env.seq}
-            if out.kind in ("lockdown_on", "lockdown_off"):
+            if isinstance(out, DoorCommand) and out.kind in ("lockdown_on", "lockdown_off"):
                 changes["lockdown"] = out.kind == "lockdown_on"
             self.state.update(**changes)
             return out

@@ -13,7 +13,10 @@ the copy), and checks continuity as they come:
 * a door whose state, published *after* the newest collected record was written, reports an
   audit head below it lost records at its tail: ``truncated`` (an older retained state is only
   stale);
-* a gap (a later record before an earlier one) is held until filled and reported if it stays.
+* a gap (a later record before an earlier one) is held until filled; ``edgeface fleet
+  collect`` then asks the door (a signed ``audit_resend`` command) to publish its log again
+  from the first missing record, because a broker that crashes after acknowledging a record
+  can lose it; a gap that stays is reported.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ class DeviceLog:
     times: dict[int, float] = field(default_factory=dict)
     pending: dict[int, dict[str, Any]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    #: the device's own audit head, from its latest state
+    device_head: int = -1
     added: int = 0
     duplicates: int = 0
 
@@ -127,6 +132,7 @@ class AuditCollector:
         if not isinstance(seq, int):
             return
         log = self._log(device)
+        log.device_head = max(log.device_head, seq)
         published = state.get("time")
         newest = log.times.get(log.last_seq)
         # a retained state older than the newest collected record is just stale
@@ -146,6 +152,15 @@ class AuditCollector:
             log.problems.append(
                 f"diverged: the device's head at seq {seq} is not the collected one"
             )
+
+    def missing(self) -> dict[str, int]:
+        """Devices with records that never arrived (a gap, or a head beyond what was
+        collected), and the first seq to ask them for again."""
+        out = {}
+        for device, log in self.devices.items():
+            if log.pending or log.device_head > log.last_seq:
+                out[device] = log.last_seq + 1
+        return out
 
     def report(self) -> dict[str, Any]:
         from edgeface.door.audit import verify_files
