@@ -150,3 +150,42 @@ class HangingListener:
         for c in self.accepted:
             c.close()
         self.sock.close()
+
+
+class Listener:
+    """A Home Assistant-like client: records every message on the topics it subscribes to."""
+
+    def __init__(self, broker: Broker, user: str, subscriptions: list[str]) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-test")
+        self.client.username_pw_set(user, broker.passwords[user])
+        ready = threading.Event()
+
+        def on_connect(c, _u, _f, reason, _p):
+            for s in subscriptions:
+                c.subscribe(s, 1)
+            ready.set()
+
+        def on_message(_c, _u, msg):
+            with self.lock:
+                self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+        self.client.on_connect = on_connect
+        self.client.on_message = on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert ready.wait(10)
+
+    def on(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

@@ -15,14 +15,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from fleet_broker import Broker, HangingListener
+from fleet_broker import Broker, HangingListener, Listener
 from fleet_doors import FleetDoor, mqtt_table, wait_for, write_fleet_toml
 
 from edgeface.door.identify import Observation
@@ -149,45 +148,6 @@ def collect(fleet: Fleet, out_dir: Path, *extra: str) -> subprocess.CompletedPro
     return edgeface(
         "fleet", "collect", "--config", str(fleet.config), "--out", str(out_dir), "--json", *extra
     )
-
-
-class Listener:
-    """A Home Assistant-like client: records every message on the topics it subscribes to."""
-
-    def __init__(self, broker: Broker, user: str, subscriptions: list[str]) -> None:
-        import paho.mqtt.client as mqtt
-
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{user}-test")
-        self.client.username_pw_set(user, broker.passwords[user])
-        ready = threading.Event()
-
-        def on_connect(c, _u, _f, reason, _p):
-            for s in subscriptions:
-                c.subscribe(s, 1)
-            ready.set()
-
-        def on_message(_c, _u, msg):
-            with self.lock:
-                self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
-
-        self.client.on_connect = on_connect
-        self.client.on_message = on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.loop_start()
-        assert ready.wait(10)
-
-    def on(self, topic: str) -> list[bytes]:
-        with self.lock:
-            return [p for t, p, _ in self.messages if t == topic]
-
-    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 # --- scenarios --------------------------------------------------------------------------------

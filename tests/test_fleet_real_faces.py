@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from fleet_broker import Broker
+from fleet_broker import Broker, Listener
 from fleet_doors import wait_for, write_fleet_toml
-from test_fleet_broker import Listener
 
 from edgeface.door.actuators import read_relay_state
 from edgeface.fleet.operator import create_operator_keys
