@@ -546,3 +546,14 @@ def test_door_check_reports_the_broker(fleet: Fleet, tmp_path: Path) -> None:
         assert time.monotonic() - t0 < 10
     finally:
         hang.close()
+
+
+def test_operator_refuses_unknown_people(fleet: Fleet) -> None:
+    bad = edgeface("fleet", "remove", "--config", str(fleet.config), "Colin Powel")
+    assert bad.returncode == 7 and "nobody named 'Colin Powel'" in bad.stderr
+    bad = edgeface("fleet", "enroll", "--config", str(fleet.config), "Nobody Known")
+    assert bad.returncode == 7 and bad.stderr.count("\n") == 1
+    with fleet.operator() as op:
+        assert op.state.read()["seq"] == 0  # no number was used
+        seq, ids = op.remove(["0b5d3c3e-6a39-4a53-9a57-8a1b9d1c0f00"])  # an id gone here
+    assert seq == 1 and ids == ["0b5d3c3e-6a39-4a53-9a57-8a1b9d1c0f00"]

@@ -17,6 +17,7 @@ import json
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,14 @@ def load_operator_config(path: str | Path) -> OperatorConfig:
         return cfg
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from exc
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def create_operator_keys(directory: str | Path) -> dict[str, Path]:
@@ -271,6 +280,8 @@ class Operator:
                 try:
                     ids.append(g.remove(g.find(x).id).id)
                 except IdentityNotFoundError:
+                    if not _is_uuid(x):  # a misspelt name must not become a silent no-op
+                        raise
                     ids.append(x)  # already gone here: still remove it from the doors by id
             model = g.model
         if model is None:
