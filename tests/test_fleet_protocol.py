@@ -294,10 +294,9 @@ def test_command_gate(tmp_path: Path) -> None:
 # --- the door's port ---------------------------------------------------------------------------
 
 
-def make_daemon(tmp_path: Path, script) -> tuple[DoorDaemon, FakeClock, Path]:
+def make_daemon(tmp_path: Path, lfw: Path, script) -> tuple[DoorDaemon, FakeClock, Path]:
     from edgeface.camera.replay import ImageDirectorySource
 
-    lfw = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw" / "images"
     clock = FakeClock()
     timers = ManualTimer(clock)
     cfg = parse_config(
@@ -325,8 +324,8 @@ def make_daemon(tmp_path: Path, script) -> tuple[DoorDaemon, FakeClock, Path]:
     return daemon, clock, tmp_path / "relay"
 
 
-def test_lockdown_relock_and_remote_unlock_through_the_port(tmp_path: Path) -> None:
-    daemon, clock, relay = make_daemon(tmp_path, [enrolled()])
+def test_lockdown_relock_and_remote_unlock_through_the_port(tmp_path: Path, lfw_dir: Path) -> None:
+    daemon, clock, relay = make_daemon(tmp_path, lfw_dir / "images", [enrolled()])
     daemon.actuator.open()
     daemon.feed.start()
     events: list[dict] = []
