@@ -11,6 +11,14 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "systemd-analyze is missing: sudo apt-get install systemd" >&2
   fi
 fi
+if ! command -v mosquitto >/dev/null 2>&1 || ! command -v mosquitto_pub >/dev/null 2>&1; then
+  # the fleet tests start a real broker (tests/fleet_broker.py)
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null
+  else
+    echo "mosquitto is missing: sudo apt-get install mosquitto mosquitto-clients" >&2
+  fi
+fi
 bash scripts/bootstrap.sh "dev"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

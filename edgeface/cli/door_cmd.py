@@ -51,11 +51,16 @@ def _door(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    from edgeface.door.service import build_daemon
+    from edgeface.door.service import attach_fleet, build_daemon
 
     daemon = build_daemon(cfg)
     daemon.install_signal_handlers()
-    return daemon.run(max_frames=args.max_frames)
+    agent = attach_fleet(daemon, cfg)  # None without [mqtt]
+    try:
+        return daemon.run(max_frames=args.max_frames)
+    finally:
+        if agent is not None:
+            agent.close()
 
 
 def _verify(args: argparse.Namespace) -> int:

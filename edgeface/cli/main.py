@@ -26,6 +26,7 @@ COMMANDS: list[str] = [
     "edgeface.cli.gallery_cmd",
     "edgeface.cli.eval_cmd",
     "edgeface.cli.quantize_cmd",
+    "edgeface.cli.fleet_cmd",
 ]
 
 
