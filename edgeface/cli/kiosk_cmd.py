@@ -1,0 +1,146 @@
+"""``edgeface kiosk --config FILE [--check]``, ``kiosk invite NAME`` and ``kiosk pin``.
+
+Starlette and uvicorn (the ``kiosk`` extra) are imported only when the server starts, so
+``edgeface --help`` and ``kiosk invite`` work on a base install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+
+DEFAULT_CONFIG = "/etc/edgeface/kiosk.toml"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "kiosk",
+        help="run the touch-screen kiosk web app (or --check it, invite someone, set the PIN)",
+        description="kiosk [serve] --config FILE [--check] | kiosk invite NAME | kiosk pin",
+    )
+    p.add_argument(
+        "action",
+        nargs="?",
+        default="serve",
+        choices=["serve", "invite", "pin"],
+        help="serve (default): run the web app; invite NAME: print a one-time enrollment code; "
+        "pin: set the operator PIN (read from stdin)",
+    )
+    p.add_argument("name", nargs="?", help="invite: the display name of the person invited")
+    p.add_argument(
+        "--config", default=DEFAULT_CONFIG, help=f"kiosk.toml (default {DEFAULT_CONFIG})"
+    )
+    p.add_argument("--check", action="store_true", help="validate the setup; exit 1 on failure")
+    p.add_argument("--no-camera", action="store_true", help="with --check: skip the camera")
+    p.add_argument("--valid-hours", type=float, help="invite: how long the code works")
+    p.add_argument("--port", type=int, help="serve: override server.port")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=_kiosk)
+
+
+def _kiosk(args: argparse.Namespace) -> int:
+    from edgeface.errors import ConfigError
+    from edgeface.kiosk.config import load_config
+
+    cfg = load_config(args.config)
+    if args.action == "invite":
+        if not args.name:
+            raise ConfigError("kiosk invite: give the person's name, e.g. kiosk invite 'Ada L'")
+        return _invite(cfg, args)
+    if args.name:
+        raise ConfigError(f"kiosk {args.action}: unexpected argument {args.name!r}")
+    if args.action == "pin":
+        return _pin(cfg)
+    if args.check:
+        from edgeface.kiosk.service import run_checks
+
+        results = run_checks(cfg, camera=not args.no_camera)
+        for r in results:
+            print(r.line())
+        failed = [r for r in results if not r.ok]
+        print(f"{len(results) - len(failed)} ok, {len(failed)} failed")
+        return 1 if failed else 0
+    return _serve(cfg, args)
+
+
+def _invite(cfg: object, args: argparse.Namespace) -> int:
+    from edgeface.kiosk.secrets_store import InviteStore, ensure_private_dir
+
+    hours = args.valid_hours if args.valid_hours is not None else cfg.enroll.invite_valid_hours  # type: ignore[attr-defined]
+    if not hours > 0:
+        from edgeface.errors import ConfigError
+
+        raise ConfigError("--valid-hours: must be > 0")
+    ensure_private_dir(cfg.state_dir)  # type: ignore[attr-defined]
+    code = InviteStore(cfg.state_dir).create(args.name, hours * 3600.0)  # type: ignore[attr-defined]
+    print(f"invitation for {args.name.strip()}: {code[:5]} {code[5:]}")
+    print(f"valid for {hours:g} h, once; type it on the kiosk under Enroll > I have a code")
+    return 0
+
+
+def _pin(cfg: object) -> int:
+    from edgeface.errors import ConfigError
+    from edgeface.kiosk.secrets_store import PinStore, ensure_private_dir
+
+    store = PinStore(cfg.state_dir, min_digits=cfg.operator.pin_min_digits)  # type: ignore[attr-defined]
+    if sys.stdin.isatty():
+        pin = getpass.getpass("new operator PIN (digits): ")
+        if getpass.getpass("repeat: ") != pin:
+            raise ConfigError("the two PINs differ")
+    else:
+        pin = sys.stdin.readline().strip()
+    ensure_private_dir(cfg.state_dir)  # type: ignore[attr-defined]
+    store.set(pin)
+    print(f"operator PIN set ({store.path})")
+    return 0
+
+
+def _serve(cfg: object, args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        import uvicorn
+
+        from edgeface.kiosk.app import create_app
+    except ImportError as exc:
+        from edgeface.errors import ConfigError
+
+        raise ConfigError(
+            f"the kiosk needs its extra: pip install 'edgeface[kiosk]' ({exc.name} missing)"
+        ) from exc
+    from edgeface.kiosk.service import build_engine
+
+    server_cfg = cfg.server  # type: ignore[attr-defined]
+    port = args.port if args.port is not None else server_cfg.port
+    engine = build_engine(cfg)  # type: ignore[arg-type]
+    app = create_app(engine)
+    engine.start()
+    try:
+        config = uvicorn.Config(
+            app,
+            host=server_cfg.host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+        )
+        server = uvicorn.Server(config)
+        kiosk = app.state.kiosk
+        handle_exit = server.handle_exit
+
+        def stop_streams_then_exit(sig: int, frame: object) -> None:
+            kiosk.closing.set()  # end the endless preview streams, then let uvicorn stop
+            handle_exit(sig, frame)  # type: ignore[arg-type]
+
+        server.handle_exit = stop_streams_then_exit  # type: ignore[method-assign]
+        logging.getLogger("edgeface.kiosk").info(
+            "kiosk on http://%s:%d (%s)", server_cfg.host, port, engine.source.describe()
+        )
+        server.run()
+    finally:
+        engine.stop()
+    return 0
