@@ -11,6 +11,14 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
     echo "systemd-analyze is missing: sudo apt-get install systemd" >&2
   fi
 fi
+if [ ! -x /usr/bin/chromium ]; then
+  # the kiosk tests drive Debian's Chromium through Playwright (never Playwright's own download)
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing: sudo apt-get install chromium" >&2
+  fi
+fi
 bash scripts/bootstrap.sh "dev"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

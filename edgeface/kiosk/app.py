@@ -25,6 +25,7 @@ import logging
 import re
 import threading
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
@@ -177,6 +178,8 @@ class Kiosk:
         v = data.get(key)
         if not isinstance(v, str) or not v.strip() or len(v) > max_len:
             raise ApiError(400, f"{key}: expected a non-empty string of at most {max_len} chars")
+        if any(unicodedata.category(c).startswith("C") for c in v):
+            raise ApiError(400, f"{key}: control or invisible format characters are not allowed")
         return v.strip()
 
     @staticmethod
@@ -192,7 +195,9 @@ class Kiosk:
 
     def pad_failure(self, what: str) -> ApiError:
         self.audit.append(f"{what}_fail")
-        for ev in self.pad_lockout.record_failure(PAD_SCOPE):
+        started = self.pad_lockout.record_failure(PAD_SCOPE)
+        if started:  # the pad is the only scope: its tracker and the global one start together
+            ev = max(started, key=lambda e: e.until)
             self.audit.append("pin_lockout", scope=PAD_SCOPE, pause_s=ev.pause_s, level=ev.level)
         left = self.pad_locked()
         if left is not None:

@@ -174,7 +174,10 @@ def _verify(s: Section) -> VerifyConfig:
         if k in s.raw
     }
     inner = Section({**p.__dict__, **policy_keys}, s.name)
-    policy = _policy(inner)
+    try:
+        policy = _policy(inner)
+    except ConfigError as exc:  # the door's messages say "policy.k"; here the table is [verify]
+        raise ConfigError(str(exc).replace("policy.", "verify.")) from None
     s.used.update(policy_keys)
     result_s = s.get(
         "result_s",
