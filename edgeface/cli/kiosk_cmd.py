@@ -7,9 +7,15 @@ Starlette and uvicorn (the ``kiosk`` extra) are imported only when the server st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import getpass
 import logging
+import signal
+import socket
 import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
 
 DEFAULT_CONFIG = "/etc/edgeface/kiosk.toml"
 
@@ -115,6 +121,7 @@ def _serve(cfg: object, args: argparse.Namespace) -> int:
 
     server_cfg = cfg.server  # type: ignore[attr-defined]
     port = args.port if args.port is not None else server_cfg.port
+    sock = _listen(server_cfg.host, port)  # before the models load: a taken port fails fast
     engine = build_engine(cfg)  # type: ignore[arg-type]
     app = create_app(engine)
     engine.start()
@@ -128,19 +135,56 @@ def _serve(cfg: object, args: argparse.Namespace) -> int:
             lifespan="off",
             server_header=False,
         )
-        server = uvicorn.Server(config)
-        kiosk = app.state.kiosk
-        handle_exit = server.handle_exit
-
-        def stop_streams_then_exit(sig: int, frame: object) -> None:
-            kiosk.closing.set()  # end the endless preview streams, then let uvicorn stop
-            handle_exit(sig, frame)  # type: ignore[arg-type]
-
-        server.handle_exit = stop_streams_then_exit  # type: ignore[method-assign]
+        server = _server_class(uvicorn)(config, app.state.kiosk.closing)
         logging.getLogger("edgeface.kiosk").info(
             "kiosk on http://%s:%d (%s)", server_cfg.host, port, engine.source.describe()
         )
-        server.run()
+        server.run(sockets=[sock])
     finally:
         engine.stop()
+        sock.close()
     return 0
+
+
+def _server_class(uvicorn: Any) -> Any:
+    """uvicorn's server, stopping on SIGTERM/SIGINT *and returning*: uvicorn re-raises the
+    signal after its shutdown, which would kill the process before the engine is stopped
+    and the audit log's ``stop`` record written. Open preview streams end first."""
+
+    class KioskServer(uvicorn.Server):  # type: ignore[name-defined,misc]
+        def __init__(self, config: Any, closing: threading.Event) -> None:
+            super().__init__(config)
+            self.closing = closing
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            self.closing.set()
+            self.should_exit = True
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            old = {s: signal.signal(s, self.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in old.items():
+                    signal.signal(s, handler)
+
+    return KioskServer
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    from edgeface.errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"server.port: cannot listen on {host}:{port} ({exc.strerror})") from exc
+    sock.set_inheritable(True)
+    return sock
