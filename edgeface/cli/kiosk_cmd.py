@@ -30,9 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "action",
         nargs="?",
         default="serve",
-        choices=["serve", "invite", "pin"],
+        choices=["serve", "invite", "pin", "wait"],
         help="serve (default): run the web app; invite NAME: print a one-time enrollment code; "
-        "pin: set the operator PIN (read from stdin)",
+        "pin: set the operator PIN (read from stdin); wait: until the page answers "
+        "(the browser unit's ExecStartPre)",
     )
     p.add_argument("name", nargs="?", help="invite: the display name of the person invited")
     p.add_argument(
@@ -41,7 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true", help="validate the setup; exit 1 on failure")
     p.add_argument("--no-camera", action="store_true", help="with --check: skip the camera")
     p.add_argument("--valid-hours", type=float, help="invite: how long the code works")
-    p.add_argument("--port", type=int, help="serve: override server.port")
+    p.add_argument("--port", type=int, help="serve, wait: override server.port")
+    p.add_argument("--timeout", type=float, default=120.0, help="wait: give up after (s)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_kiosk)
 
@@ -50,7 +52,11 @@ def _kiosk(args: argparse.Namespace) -> int:
     from edgeface.errors import ConfigError
     from edgeface.kiosk.config import load_config
 
+    if args.action == "wait" and args.port is not None:
+        return _wait("127.0.0.1", args.port, args.timeout)  # the browser user may not read /etc
     cfg = load_config(args.config)
+    if args.action == "wait":
+        return _wait(cfg.server.host, cfg.server.port, args.timeout)
     if args.action == "invite":
         if not args.name:
             raise ConfigError("kiosk invite: give the person's name, e.g. kiosk invite 'Ada L'")
@@ -121,10 +127,16 @@ def _serve(cfg: object, args: argparse.Namespace) -> int:
 
     server_cfg = cfg.server  # type: ignore[attr-defined]
     port = args.port if args.port is not None else server_cfg.port
+    from edgeface.door.notify import Notifier
+
     sock = _listen(server_cfg.host, port)  # before the models load: a taken port fails fast
+    notifier = Notifier()
     engine = build_engine(cfg)  # type: ignore[arg-type]
+    engine.watchdog = notifier.watchdog
     app = create_app(engine)
     engine.start()
+    sock.listen(128)  # connections from here on wait for uvicorn instead of being refused
+    notifier.ready(f"kiosk on http://{server_cfg.host}:{port}")
     try:
         config = uvicorn.Config(
             app,
@@ -141,6 +153,7 @@ def _serve(cfg: object, args: argparse.Namespace) -> int:
         )
         server.run(sockets=[sock])
     finally:
+        notifier.stopping()
         engine.stop()
         sock.close()
     return 0
@@ -188,3 +201,31 @@ def _listen(host: str, port: int) -> socket.socket:
         raise ConfigError(f"server.port: cannot listen on {host}:{port} ({exc.strerror})") from exc
     sock.set_inheritable(True)
     return sock
+
+
+def _wait(host: str, port: int, timeout: float) -> int:
+    """Exit 0 once ``/healthz`` answers, 12 (camera/unavailable) after ``timeout`` seconds."""
+    import http.client
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            conn = http.client.HTTPConnection(host.strip("[]"), port, timeout=3)
+            conn.request("GET", "/healthz")
+            status = conn.getresponse().status
+            conn.close()
+            if status == 200:
+                return 0
+            last = f"HTTP {status}"
+        except OSError as exc:
+            last = exc.strerror or str(exc)
+        if time.monotonic() >= deadline:
+            print(
+                f"edgeface: error: kiosk at {host}:{port} not answering after {timeout:g} s "
+                f"({last})",
+                file=sys.stderr,
+            )
+            return 12
+        time.sleep(0.5)

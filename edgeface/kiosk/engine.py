@@ -113,8 +113,11 @@ class KioskEngine:
         audit: AuditLog,
         threshold: float,
         clock: Callable[[], float] = time.monotonic,
+        watchdog: Callable[[], object] = lambda: None,
     ) -> None:
         self.cfg = cfg
+        #: fed from the recognition loop (systemd's WatchdogSec=): a hung loop gets restarted
+        self.watchdog = watchdog
         self.source = source
         self.pipeline = pipeline
         self.gallery_file = gallery_file
@@ -293,6 +296,7 @@ class KioskEngine:
         seen = 0
         last = float("-inf")
         while not self._stop.is_set():
+            self.watchdog()
             with self._frames:
                 if self._frame_seq == seen:
                     self._frames.wait(0.25)
