@@ -211,3 +211,14 @@ def test_guidance_face_the_camera(pipeline: Any, lfw_dir: Path) -> None:
             break
     assert found is not None, "no turned face among the first 80 photos"
     assert guide(found[0], found[1], gates, 60).code == "face_camera"
+
+
+def test_polling_does_not_keep_a_role_alive() -> None:
+    clock = FakeClock()
+    s = Sessions(max_s=100, idle_s=10, max_sessions=3, clock=clock)
+    a = s.new()
+    s.raise_role(a, OPERATOR)
+    for _ in range(30):  # the page polls /api/state four times a second for 15 s
+        clock.t += 0.5
+        s.get(a.token, touch=False)
+    assert s.get(a.token).role == ANONYMOUS

@@ -132,8 +132,8 @@ class Kiosk:
 
     # --- request plumbing -------------------------------------------------------------------
 
-    def session(self, request: Request) -> Session | None:
-        return self.sessions.get(request.cookies.get(COOKIE))
+    def session(self, request: Request, *, touch: bool = True) -> Session | None:
+        return self.sessions.get(request.cookies.get(COOKIE), touch=touch)
 
     def allowed_origins(self, request: Request) -> set[str]:
         host = request.headers.get("host", "")
@@ -237,7 +237,7 @@ class Kiosk:
         }
 
     async def state(self, request: Request) -> Response:
-        s = self.session(request)
+        s = self.session(request, touch=False)  # polled: not a sign of anyone at the screen
         snap = self.engine.snapshot(s.token if s else None)
         snap["role"] = s.role if s else None
         snap["pad_locked_s"] = self.pad_locked()
@@ -440,6 +440,8 @@ def build_app(kiosk: Kiosk, *, allowed_hosts: list[str] | None = None) -> Starle
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     hosts = allowed_hosts or ["127.0.0.1", "localhost", "[::1]", "::1"]
+    if allowed_hosts is None and kiosk.cfg.server.allow_remote:
+        hosts = ["*"]  # served beyond loopback on purpose (server.allow_remote); see docs
     middleware = [
         Middleware(SecurityHeaders),
         Middleware(TrustedHostMiddleware, allowed_hosts=hosts),

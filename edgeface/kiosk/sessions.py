@@ -66,8 +66,10 @@ class Sessions:
                 self._items.popitem(last=False)  # the oldest session goes first
         return s
 
-    def get(self, token: str | None) -> Session | None:
-        """The live session for a cookie value; touching it extends its idle time."""
+    def get(self, token: str | None, *, touch: bool = True) -> Session | None:
+        """The live session for a cookie value. ``touch`` (a person did something) extends
+        its idle time; the page's background polling passes ``touch=False``, or an open page
+        would keep an operator logged in forever."""
         if not token or len(token) > 100:
             return None
         now = self.clock()
@@ -80,8 +82,9 @@ class Sessions:
                 return None
             if s.role != ANONYMOUS and now - s.last_seen > self.idle_s:
                 s.drop_role()
-            s.last_seen = now
-            self._items.move_to_end(token)
+            if touch:
+                s.last_seen = now
+                self._items.move_to_end(token)
             return s
 
     def end(self, token: str) -> None:
