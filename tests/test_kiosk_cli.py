@@ -197,3 +197,53 @@ def test_base_install_runs_help_and_invite(config: Path) -> None:
         cwd=REPO,
     )
     assert r.returncode == 2 and "pip install 'edgeface[kiosk]'" in r.stderr
+
+
+MDWE_SERVE = """
+import ctypes, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit(3)
+from edgeface.cli.main import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_kiosk_serves_under_memory_deny_write_execute(config: Path, models_ready: None) -> None:
+    """The unit sets MemoryDenyWriteExecute=yes: the whole kiosk (uvicorn, Starlette, the
+    pipeline) must run and answer with W^X enforced by the kernel."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "import ctypes,sys; sys.exit(ctypes.CDLL(None).prctl(65,1,0,0,0))"]
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"kernel {os.uname().release} has no PR_SET_MDWE (needs Linux >= 6.3)")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MDWE_SERVE, "kiosk", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                conn.request("GET", "/api/state")
+                state = json.loads(conn.getresponse().read())
+                conn.close()
+                if state["recognition_fps"] > 0 and state["faces"] > 0:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "kiosk did not recognize under MDWE"
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
