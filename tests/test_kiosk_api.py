@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kiosk_support import PIN, SceneCamera, enroll_from_files, kiosk_config, running_kiosk
+from kiosk_support import (
+    PIN,
+    Client,
+    SceneCamera,
+    enroll_from_files,
+    kiosk_config,
+    running_kiosk,
+)
 
 POSTS = [
     "/api/pin",
@@ -28,76 +35,6 @@ POSTS = [
     "/api/people/rename",
     "/api/people/remove",
 ]
-
-
-class Client:
-    """A raw HTTP client that keeps the session cookie and the CSRF token like the page does."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.host, port = url.removeprefix("http://").split(":")
-        self.port = int(port)
-        self.cookie: str | None = None
-        self.csrf: str | None = None
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, dict[str, str], Any]:
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-        h = {"Host": f"{self.host}:{self.port}"}
-        if self.cookie:
-            h["Cookie"] = self.cookie
-        h.update(headers or {})
-        h = {k: v for k, v in h.items() if v is not None}
-        try:
-            conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
-            for k, v in h.items():
-                conn.putheader(k, v)
-            conn.endheaders(body)
-            r = conn.getresponse()
-            raw = r.read()
-            hdrs = {k.lower(): v for k, v in r.getheaders()}
-        finally:
-            conn.close()
-        data: Any = raw
-        if hdrs.get("content-type", "").startswith("application/json"):
-            data = json.loads(raw)
-        return r.status, hdrs, data
-
-    def get(self, path: str, **kw: Any) -> tuple[int, dict[str, str], Any]:
-        return self.request("GET", path, **kw)
-
-    def start(self) -> dict[str, Any]:
-        status, hdrs, data = self.get("/api/session")
-        assert status == 200
-        m = re.match(r"kiosk_session=([^;]+)", hdrs["set-cookie"])
-        assert m
-        self.cookie = f"kiosk_session={m.group(1)}"
-        self.csrf = data["csrf"]
-        cookie = hdrs["set-cookie"].lower()
-        assert "httponly" in cookie and "samesite=strict" in cookie
-        return data
-
-    def post(
-        self, path: str, obj: Any = None, *, raw: bytes | None = None, **headers: str | None
-    ) -> tuple[int, dict[str, str], Any]:
-        h: dict[str, str | None] = {
-            "Origin": self.url,
-            "X-CSRF-Token": self.csrf,
-            "Content-Type": "application/json",
-        }
-        h.update({k.replace("_", "-"): v for k, v in headers.items()})
-        body = raw if raw is not None else json.dumps({} if obj is None else obj).encode()
-        if "Content-Length" not in h:
-            h["Content-Length"] = str(len(body))
-        status, hdrs, data = self.request("POST", path, body, h)  # type: ignore[arg-type]
-        if status == 200 and isinstance(data, dict) and "csrf" in data:
-            self.csrf = data["csrf"]
-        return status, hdrs, data
 
 
 @pytest.fixture(scope="module")
