@@ -15,7 +15,10 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgeface.kiosk.config import KioskConfig
 
 DEFAULT_CONFIG = "/etc/edgeface/kiosk.toml"
 
@@ -77,39 +80,39 @@ def _kiosk(args: argparse.Namespace) -> int:
     return _serve(cfg, args)
 
 
-def _invite(cfg: object, args: argparse.Namespace) -> int:
+def _invite(cfg: KioskConfig, args: argparse.Namespace) -> int:
     from edgeface.kiosk.secrets_store import InviteStore, ensure_private_dir
 
-    hours = args.valid_hours if args.valid_hours is not None else cfg.enroll.invite_valid_hours  # type: ignore[attr-defined]
+    hours = args.valid_hours if args.valid_hours is not None else cfg.enroll.invite_valid_hours
     if not hours > 0:
         from edgeface.errors import ConfigError
 
         raise ConfigError("--valid-hours: must be > 0")
-    ensure_private_dir(cfg.state_dir)  # type: ignore[attr-defined]
-    code = InviteStore(cfg.state_dir).create(args.name, hours * 3600.0)  # type: ignore[attr-defined]
+    ensure_private_dir(cfg.state_dir)
+    code = InviteStore(cfg.state_dir).create(args.name, hours * 3600.0)
     print(f"invitation for {args.name.strip()}: {code[:5]} {code[5:]}")
     print(f"valid for {hours:g} h, once; type it on the kiosk under Enroll > I have a code")
     return 0
 
 
-def _pin(cfg: object) -> int:
+def _pin(cfg: KioskConfig) -> int:
     from edgeface.errors import ConfigError
     from edgeface.kiosk.secrets_store import PinStore, ensure_private_dir
 
-    store = PinStore(cfg.state_dir, min_digits=cfg.operator.pin_min_digits)  # type: ignore[attr-defined]
+    store = PinStore(cfg.state_dir, min_digits=cfg.operator.pin_min_digits)
     if sys.stdin.isatty():
         pin = getpass.getpass("new operator PIN (digits): ")
         if getpass.getpass("repeat: ") != pin:
             raise ConfigError("the two PINs differ")
     else:
         pin = sys.stdin.readline().strip()
-    ensure_private_dir(cfg.state_dir)  # type: ignore[attr-defined]
+    ensure_private_dir(cfg.state_dir)
     store.set(pin)
     print(f"operator PIN set ({store.path})")
     return 0
 
 
-def _serve(cfg: object, args: argparse.Namespace) -> int:
+def _serve(cfg: KioskConfig, args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -125,13 +128,13 @@ def _serve(cfg: object, args: argparse.Namespace) -> int:
         ) from exc
     from edgeface.kiosk.service import build_engine
 
-    server_cfg = cfg.server  # type: ignore[attr-defined]
+    server_cfg = cfg.server
     port = args.port if args.port is not None else server_cfg.port
     from edgeface.door.notify import Notifier
 
     sock = _listen(server_cfg.host, port)  # before the models load: a taken port fails fast
     notifier = Notifier()
-    engine = build_engine(cfg)  # type: ignore[arg-type]
+    engine = build_engine(cfg)
     engine.watchdog = notifier.watchdog
     app = create_app(engine)
     engine.start()

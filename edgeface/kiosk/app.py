@@ -239,6 +239,7 @@ class Kiosk:
     async def state(self, request: Request) -> Response:
         s = self.session(request, touch=False)  # polled: not a sign of anyone at the screen
         snap = self.engine.snapshot(s.token if s else None)
+        snap.pop("identities", None)  # how many are enrolled is the operator's business
         snap["role"] = s.role if s else None
         snap["pad_locked_s"] = self.pad_locked()
         return JSONResponse(snap)
