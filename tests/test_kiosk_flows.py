@@ -112,3 +112,46 @@ def test_changes_by_another_process_are_picked_up(
         assert r["kind"] == "welcome" and r["name"] == "Laura Bush"
         cam.show(None)
         time.sleep(0.1)
+
+
+def test_a_camera_that_drops_out_is_shown_and_audited(
+    pipeline: Any, photos: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """A live camera unplugged for a while: the wrapper reconnects with backoff, the page's
+    state says "lost" meanwhile, the audit log records both edges, recognition resumes."""
+    from edgeface.camera import Backoff, ResilientSource
+    from edgeface.camera.base import CameraError
+    from edgeface.camera.replay import ImageDirectorySource
+
+    class Unplugged(ImageDirectorySource):
+        live = True
+        down_from = float("inf")
+        down_until = float("inf")
+
+        def _read(self):  # type: ignore[no-untyped-def]
+            if self.down_from <= time.monotonic() < self.down_until:
+                raise CameraError("USB camera unplugged")
+            return super()._read()
+
+    cam = Unplugged(files=photos["later"], fps=12, loop=True)
+    hooks: list[Any] = []
+    src = ResilientSource(
+        cam,
+        backoff=Backoff(initial=0.05, maximum=0.2),
+        on_event=lambda e, d: [h(e, d) for h in hooks],
+    )
+    cfg = kiosk_config(tmp_path)
+    with running_kiosk(cfg, src, pipeline) as srv:  # type: ignore[arg-type]
+        hooks.append(srv.engine.on_camera_event)
+        srv.wait_state(lambda s: s["camera"] == "ok" and s["recognition_fps"] > 0)
+        cam.down_from, cam.down_until = time.monotonic(), time.monotonic() + 2.0
+        c = Client(srv.url)
+        deadline = time.monotonic() + 10
+        while c.get("/api/state")[2]["camera"] != "lost":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        srv.wait_state(lambda s: s["camera"] == "ok", 20)
+        events = srv.audit_events()
+        assert events.index("camera_lost") < events.index("camera_restored")
+        frames = srv.engine.recognition_rate.times[-1]
+        srv.wait_state(lambda s: srv.engine.recognition_rate.times[-1] > frames, 10)

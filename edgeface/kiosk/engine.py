@@ -235,6 +235,20 @@ class KioskEngine:
 
     # --- camera thread --------------------------------------------------------------------
 
+    def on_camera_event(self, event: str, detail: str = "") -> None:
+        """From :class:`ResilientSource` (live cameras reconnect by themselves with backoff):
+        the screen says the camera is gone while it is, and the audit log says when."""
+        if event == "camera_lost":
+            self.camera_state = "lost"
+            self.audit.append("camera_lost", detail=detail[:300])
+        elif event == "camera_restored":
+            self.camera_state = "ok"
+            self.audit.append("camera_restored", detail=detail[:300])
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def want_preview(self) -> None:
         self._preview_wanted = self.clock()
 

@@ -53,7 +53,7 @@ def build_pipeline(cfg: KioskConfig) -> Any:
     )
 
 
-def build_source(cfg: KioskConfig) -> FrameSource:
+def build_source(cfg: KioskConfig, on_event: Any = None) -> FrameSource:
     inner = open_source(cfg.camera)
     if not inner.live:
         return inner
@@ -63,6 +63,7 @@ def build_source(cfg: KioskConfig) -> FrameSource:
             initial=float(cfg.camera.get("reconnect_initial_s", 0.5)),
             maximum=float(cfg.camera.get("reconnect_max_s", 30.0)),
         ),
+        on_event=on_event,
     )
 
 
@@ -89,14 +90,15 @@ def build_engine(
     threshold = rc.threshold if rc.threshold is not None else pipeline.threshold(far=rc.far)
     gf = open_gallery(cfg, pipeline)
     audit = AuditLog(cfg.audit.path, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep)
-    return KioskEngine(
-        cfg,
-        source=source or build_source(cfg),
-        pipeline=pipeline,
-        gallery_file=gf,
-        audit=audit,
-        threshold=threshold,
+    hooks: list[Any] = []
+    src = source or build_source(cfg, lambda event, detail: [h(event, detail) for h in hooks])
+    engine = KioskEngine(
+        cfg, source=src, pipeline=pipeline, gallery_file=gf, audit=audit, threshold=threshold
     )
+    hooks.append(engine.on_camera_event)
+    if isinstance(src, ResilientSource) and source is None:
+        src.should_stop = lambda: engine.stopping
+    return engine
 
 
 def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:
