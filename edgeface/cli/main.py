@@ -23,6 +23,7 @@ COMMANDS: list[str] = [
     "edgeface.cli.detect_cmd",
     "edgeface.cli.recognize_cmd",
     "edgeface.cli.door_cmd",
+    "edgeface.cli.kiosk_cmd",
     "edgeface.cli.gallery_cmd",
     "edgeface.cli.eval_cmd",
     "edgeface.cli.quantize_cmd",
