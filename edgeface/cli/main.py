@@ -26,6 +26,8 @@ COMMANDS: list[str] = [
     "edgeface.cli.gallery_cmd",
     "edgeface.cli.eval_cmd",
     "edgeface.cli.quantize_cmd",
+    "edgeface.cli.bundle_cmd",
+    "edgeface.cli.deploy_cmd",
 ]
 
 
