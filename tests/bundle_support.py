@@ -92,3 +92,35 @@ def file_info(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
 
 def manifest_of(release: Path) -> dict[str, Any]:
     return json.loads((release / "manifest.json").read_bytes())
+
+
+def int8_embedder(cache: Path, lfw_dir: Path) -> Path:
+    """The INT8 MobileFaceNet ONNX, built once by the quantize tools (as
+    tests/test_quantize_mobilefacenet.py does) from 64 LFW faces of people in no dev pair,
+    and kept in ``cache`` (``$EDGEFACE_TEST_CACHE/17`` when set)."""
+    from edgeface_tools.quantize.artifacts import ArtifactDir
+    from edgeface_tools.quantize.build import BuildOptions, build_mobilefacenet
+    from edgeface_tools.quantize.calibration import build_calibration_set
+    from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
+
+    from edgeface.evaluation.lfw import read_pairs
+
+    out = cache / "artifacts"
+    model = out / "mobilefacenet-int8.onnx"
+    if model.is_file():
+        return model
+    pairs = read_pairs(lfw_dir / "pairs_dev.txt")
+    excluded = {k[0] for k in pairs.left + pairs.right}
+    calib_dir = cache / "calib"
+    calib_dir.mkdir(parents=True, exist_ok=True)
+    people = [p for p in sorted((lfw_dir / "images").iterdir()) if p.name not in excluded]
+    for person in people[:128]:
+        first = sorted(person.glob("*.jpg"))[0]
+        if not (calib_dir / first.name).exists():
+            (calib_dir / first.name).symlink_to(first)
+    calib = build_calibration_set(
+        calib_dir, count=64, min_faces=32, cache_dir=cache / "calib-cache", progress=False
+    )
+    opts = BuildOptions(onnx=OnnxInt8Options(method="minmax"), tflite=False)
+    build_mobilefacenet(ArtifactDir(out), calib, opts, log=lambda _m: None, progress=False)
+    return model

@@ -272,6 +272,7 @@ class Device:
             old = self.current_version()
             if m.version == old:
                 raise BundleError(f"{bundle}: version {m.version} is already the active release")
+            self._gallery_precheck(m, gallery_key, import_gallery)
             lap("verify_s")
             stage = self.releases / f".staging-{m.version}-{secrets.token_hex(4)}"
             stage.mkdir()
@@ -330,6 +331,42 @@ class Device:
             "seconds": times,
         }
 
+    def _gallery_source(self, import_gallery: Path | None) -> Path | None:
+        cur = self.current / GALLERY
+        if self.current_version() is not None and cur.is_file():
+            return cur
+        return import_gallery if import_gallery is not None and import_gallery.is_file() else None
+
+    def _gallery_precheck(
+        self, m: Manifest, gallery_key: Callable[[], Any] | None, import_gallery: Path | None
+    ) -> None:
+        """Refuse before unpacking anything when the gallery could not follow the new
+        embedder (no key given, or templates without kept crops)."""
+        from edgeface.gallery import GalleryFile
+        from edgeface.gallery.durable import read_file
+        from edgeface.gallery.format import read_header
+        from edgeface.gallery.migrate import MigrationRefusedError, check_migratable
+
+        src = self._gallery_source(import_gallery)
+        if src is None:
+            return
+        hm = read_header(read_file(src), str(src)).get("model")
+        new_sha = m.files[m.embedder["file"]].sha256
+        if not isinstance(hm, dict) or (
+            hm.get("sha256") == new_sha and hm.get("id") == m.embedder["embedding_space"]
+        ):
+            return
+        if gallery_key is None:
+            raise BundleError(
+                f"{src}: the gallery was enrolled with embedder sha256 {str(hm['sha256'])[:12]} "
+                f"and this bundle brings {new_sha[:12]}; give the gallery key (--key-file or "
+                "--credential) so it can be re-embedded"
+            )
+        try:
+            check_migratable(GalleryFile(src, gallery_key()).load(), str(src))
+        except MigrationRefusedError as exc:
+            raise BundleError(str(exc)) from None
+
     def _carry_gallery(
         self,
         stage: Path,
@@ -352,11 +389,9 @@ class Device:
         from edgeface.gallery.store import ModelRef
         from edgeface.modelstore import sha256_file
 
-        cur = self.current / GALLERY
-        src = cur if self.current_version() is not None and cur.is_file() else import_gallery
-        if src is None or not Path(src).is_file():
+        src = self._gallery_source(import_gallery)
+        if src is None:
             return "no gallery"
-        src = Path(src)
         hold.enter_context(WriterLock(src))
         data = read_file(src)
         header = read_header(data, str(src))

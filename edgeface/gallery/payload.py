@@ -106,7 +106,8 @@ def decode(data: bytes, where: str) -> Columns:
     created, emb, quality, model = out
     crops = None
     if crop_shape is not None:
-        crops = np.frombuffer(data, np.uint8, count=t * crop_bytes, offset=off).reshape(t, -1)
+        crops = np.frombuffer(data, np.uint8, count=t * crop_bytes, offset=off)
+        crops = crops.reshape(t, crop_bytes)
     if model.size and int(model.max()) >= len(models):
         raise bad("template refers to an unknown model")
     return Columns(
