@@ -89,9 +89,15 @@ def _common(opts: PushOptions) -> list[str]:
     return args
 
 
+#: what ssh says about the cause, ahead of its generic last line ("Connection closed")
+_CAUSES = ("host key", "identification has changed", "permission denied", "connection refused",
+           "could not resolve", "timed out", "no route")  # fmt: skip
+
+
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+    cause = [ln for ln in lines if any(c in ln.lower() for c in _CAUSES)]
+    return (cause or lines or [""])[-1]
 
 
 def push_one(bundle: Path, target: Target, opts: PushOptions) -> HostResult:
@@ -102,7 +108,7 @@ def push_one(bundle: Path, target: Target, opts: PushOptions) -> HostResult:
     def done(ok: bool, step: str, detail: str, **kw: Any) -> HostResult:
         return HostResult(name, ok, step, detail, seconds=round(time.perf_counter() - t0, 2), **kw)
 
-    scp = ["scp", "-q", *_common(opts)]
+    scp = ["scp", *_common(opts)]  # not -q: it would silence ssh's reason for a failure
     if target.port:
         scp += ["-P", str(target.port)]
     try:
