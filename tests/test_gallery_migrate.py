@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -111,7 +112,18 @@ def test_install_migrates_and_rollback_restores(world: SimpleNamespace, tmp_path
     before = _recognized(w, w.gallery, None)
     assert len(before) >= 0.9 * 2 * PEOPLE  # the float pipeline recognizes nearly all probes
     root = tmp_path / "dev"
-    dev = device(root, w.trusted)
+    # the real health check: door --check reads the gallery through current/
+    door = tmp_path / "door.toml"
+    door.write_text(
+        f'[camera]\nkind = "images"\npath = "{tmp_path}"\n[actuator]\nkind = "dryrun"\n'
+        f'[audit]\npath = "{tmp_path / "audit" / "door.jsonl"}"\n'
+        f'[recognition]\nembedder_path = "{root / "current/models/embedder.onnx"}"\n'
+        f'models = ["mtcnn"]\n'
+        f'[gallery]\npath = "{root / "current/gallery.efg"}"\nkey_file = "{w.key_path}"\n'
+    )
+    check = [sys.executable, "-m", "edgeface.cli.main", "door", "--check", "--no-camera",
+             "--config", str(door)]  # fmt: skip
+    dev = device(root, w.trusted, health_command=check)
     dev.install(w.b1, import_gallery=w.gallery)
     old = GalleryFile(root / "current/gallery.efg", load_key_file(w.key_path)).load()
     # another embedder, but no key: refused, nothing switched

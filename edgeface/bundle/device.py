@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -43,7 +45,11 @@ from edgeface.storage import staged_path
 
 DEFAULT_ROOT = Path("/var/lib/edgeface")
 DEFAULT_RESTART = ["systemctl", "try-restart", "edgeface-door.service"]
-DEFAULT_HEALTH = ["edgeface", "door", "--check", "--config", "/etc/edgeface/door.toml"]
+#: the same interpreter as the installer; no camera probe: the restarted daemon owns the camera
+DEFAULT_HEALTH = [
+    sys.executable, "-m", "edgeface.cli.main",
+    "door", "--check", "--no-camera", "--config", "/etc/edgeface/door.toml",
+]  # fmt: skip
 RELEASE_MANIFEST = "manifest.json"
 RELEASE_SIGNATURE = "manifest.sig"
 GALLERY = "gallery.efg"
@@ -255,6 +261,8 @@ class Device:
         roll back when the service restart or the health check fails."""
         times: dict[str, float] = {}
         t = time.perf_counter()
+        if gallery_key is not None:
+            gallery_key = functools.cache(gallery_key)  # ask for a passphrase once
 
         def lap(name: str) -> None:
             nonlocal t

@@ -65,7 +65,8 @@ def _device_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--health-command",
         help="must exit 0 after the switch or the device rolls back; '' for none (default "
-        "$EDGEFACE_HEALTH_COMMAND or 'edgeface door --check --config /etc/edgeface/door.toml')",
+        "$EDGEFACE_HEALTH_COMMAND or 'edgeface door --check --no-camera --config "
+        "/etc/edgeface/door.toml')",
     )
     p.add_argument("--json", action="store_true")
 
