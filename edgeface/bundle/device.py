@@ -41,6 +41,7 @@ from edgeface.bundle.keys import DEFAULT_TRUSTED_KEYS, trusted_keys
 from edgeface.bundle.manifest import Manifest, check_policy, parse
 from edgeface.bundle.unpack import extract
 from edgeface.errors import EdgefaceError, StorageError
+from edgeface.gallery.durable import fsync_dir
 from edgeface.storage import staged_path
 
 DEFAULT_ROOT = Path("/var/lib/edgeface")
@@ -54,14 +55,6 @@ RELEASE_MANIFEST = "manifest.json"
 RELEASE_SIGNATURE = "manifest.sig"
 GALLERY = "gallery.efg"
 Log = Callable[[str], None]
-
-
-def fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fsync_tree(d: Path) -> None:

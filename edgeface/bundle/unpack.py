@@ -19,6 +19,7 @@ from pathlib import Path
 from edgeface.bundle.envelope import Envelope
 from edgeface.bundle.errors import BundleError
 from edgeface.bundle.manifest import Manifest, safe_member_name
+from edgeface.gallery.durable import fsync_dir
 
 
 class _Window(io.RawIOBase):
@@ -38,14 +39,6 @@ class _Window(io.RawIOBase):
         b[: len(data)] = data
         self.left -= len(data)
         return len(data)
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def extract(env: Envelope, m: Manifest, dest: Path) -> None:
@@ -109,4 +102,4 @@ def extract(env: Envelope, m: Manifest, dest: Path) -> None:
     if missing:
         raise BundleError(f"{where}: payload lacks {missing[0]} (listed in the manifest)")
     for d in sorted(dirs, key=lambda p: -len(p.parts)):
-        _fsync_dir(d)
+        fsync_dir(d)
