@@ -341,3 +341,24 @@ def test_runtime_refuses_an_embedder_without_its_own_calibration(
     cal = Calibration(p.embedder.model_id, p.embedder.model_sha256, {"1e-03": 0.3}, flip=True)
     cal.save(calibration_beside(model))
     assert FacePipeline.from_config(cfg).threshold() == 0.3
+
+
+def test_release_gallery_keeps_owner_and_mode(kit: SimpleNamespace, tmp_path: Path) -> None:
+    """The installer runs as root; the door daemon as its own user must still read the copy."""
+    from edgeface.gallery import GalleryFile, ModelRef, create_key_file
+    from edgeface.gallery.store import Template
+    from edgeface.modelstore import resolve_model, sha256_file
+
+    ref = ModelRef("mobilefacenet-foamliu-ms1m", sha256_file(resolve_model("mobilefacenet-dyn")))
+    gf = GalleryFile(tmp_path / "g.efg", create_key_file(tmp_path / "g.key"))
+    gf.create(model=ref)
+    with gf.edit() as g:
+        g.add_identity("Ada", [Template(np.ones(128, np.float32), 1.0, ref)])
+    os.chmod(gf.path, 0o640)
+    if os.geteuid() == 0:
+        os.chown(gf.path, 4321, 4321)
+    device(tmp_path / "dev", kit.trusted).install(kit.b[1], import_gallery=gf.path)
+    st = (tmp_path / "dev/current/gallery.efg").stat()
+    assert st.st_mode & 0o777 == 0o640
+    if os.geteuid() == 0:
+        assert (st.st_uid, st.st_gid) == (4321, 4321)

@@ -68,6 +68,16 @@ def _fsync_tree(d: Path) -> None:
         fsync_dir(Path(dirpath))
 
 
+def _same_owner(dest: Path, src: Path) -> None:
+    """Give the release's gallery the owner and mode of the one it came from: the installer
+    runs as root, the door daemon as its own (systemd DynamicUser) user."""
+    st = src.stat()
+    with contextlib.suppress(OSError):
+        if os.geteuid() == 0:
+            os.chown(dest, st.st_uid, st.st_gid)
+        os.chmod(dest, st.st_mode & 0o777)
+
+
 @dataclass
 class DeviceConfig:
     root: Path = DEFAULT_ROOT
@@ -405,6 +415,7 @@ class Device:
             fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            _same_owner(dest, src)
             return f"copied ({src.name}, same embedder)"
         if gallery_key is None:
             raise BundleError(
@@ -425,6 +436,7 @@ class Device:
         out = GalleryFile(dest, gf.key)
         out._kdf = header["kdf"]  # same key derivation: no second passphrase stretch
         out.save(new)
+        _same_owner(dest, src)
         return f"re-embedded {new.n_templates} templates of {len(new)} people"
 
     # ------------------------------------------------------------------ rollback & co
