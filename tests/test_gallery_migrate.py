@@ -215,3 +215,14 @@ def test_gallery_written_before_crops_still_opens(tmp_path: Path) -> None:
     g4 = gf.load()
     assert g4.keep_crops and g4.missing_crops() == 6
     assert any(t.crop is not None and t.crop.mean() == 7 for t in g4.templates(g4.find("Grace").id))
+
+
+def test_init_keep_crops_cli(tmp_path: Path) -> None:
+    g, k = tmp_path / "g.efg", tmp_path / "g.key"
+    assert main(["gallery", "init", "--gallery", str(g), "--key-file", str(k), "--create-key",
+                 "--keep-crops"]) == 0  # fmt: skip
+    gf = GalleryFile(g, load_key_file(k))
+    assert gf.load().keep_crops
+    assert main(["gallery", "settings", "--gallery", str(g), "--key-file", str(k),
+                 "--keep-crops", "off"]) == 0  # fmt: skip
+    assert not gf.load().keep_crops

@@ -186,6 +186,8 @@ def _build(args: argparse.Namespace) -> int:
         float_source_sha256=args.float_source_sha256,
         **extra,
     )
+    if args.report is None:
+        print("note: no accuracy report in the bundle (give --report)", file=sys.stderr)
     m = build(spec, args.key, args.out)
     size = args.out.stat().st_size
     print(
