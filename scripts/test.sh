@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # System parts the suite starts for real: systemd-analyze (unit checks), a Mosquitto broker
-# (fleet), Debian's Chromium driven by Playwright (kiosk; never Playwright's own download).
+# (fleet), Debian's Chromium driven by Playwright (kiosk; never Playwright's own download),
+# OpenSSH servers on 127.0.0.1 (deploy push).
 need() {  # need COMMAND PACKAGE...: install the packages when COMMAND is missing
   command -v "$1" >/dev/null 2>&1 && return 0
   shift
@@ -16,9 +17,10 @@ need() {  # need COMMAND PACKAGE...: install the packages when COMMAND is missin
   fi
 }
 need systemd-analyze systemd
-need mosquitto mosquitto mosquitto-clients
+need /usr/sbin/mosquitto mosquitto mosquitto-clients
 need mosquitto_pub mosquitto-clients
 need chromium chromium
+need /usr/sbin/sshd openssh-server openssh-client
 bash scripts/bootstrap.sh "dev"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -20,8 +20,16 @@ install -d -m 0755 /etc/edgeface
 [ -e /etc/edgeface/door.toml ] || install -m 0644 "$(dirname "$0")/../examples/door.toml" /etc/edgeface/door.toml
 install -d -m 0700 /var/lib/private "$STATE" "$STATE/models" "$STATE/audit"
 
-# 3. models: fetched and sha256-checked into the state directory
-EDGEFACE_CACHE_DIR="$STATE/models" "$PREFIX/venv/bin/edgeface" models fetch mtcnn mobilefacenet-dyn
+# 3. models: from a signed bundle built on the operator's workstation (BUNDLE=door-7.efb
+#    TRUSTED_KEY=release.pub; docs/deploy.md), else fetched and sha256-checked
+if [ -n "${BUNDLE:-}" ]; then
+    install -d -m 0755 /etc/edgeface/trusted-keys
+    [ -z "${TRUSTED_KEY:-}" ] || install -m 0644 "$TRUSTED_KEY" /etc/edgeface/trusted-keys/
+    EDGEFACE_DEVICE_ROOT="$STATE" "$PREFIX/venv/bin/edgeface" bundle install "$BUNDLE" \
+        --restart-command "" --health-command ""
+else
+    EDGEFACE_CACHE_DIR="$STATE/models" "$PREFIX/venv/bin/edgeface" models fetch mtcnn mobilefacenet-dyn
+fi
 
 # 4. the gallery key as an encrypted credential (TPM-bound where available)
 install -d -m 0700 "$CREDSTORE"

@@ -28,6 +28,8 @@ COMMANDS: list[str] = [
     "edgeface.cli.eval_cmd",
     "edgeface.cli.quantize_cmd",
     "edgeface.cli.fleet_cmd",
+    "edgeface.cli.bundle_cmd",
+    "edgeface.cli.deploy_cmd",
 ]
 
 

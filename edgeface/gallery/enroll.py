@@ -128,6 +128,7 @@ class Enroller:
             quality=quality.score(self.gates),
             model=self.model,
             created=time.time(),
+            crop=chosen.crop,  # kept only by a gallery with keep_crops
         )
         return Candidate(source, template=template, quality=quality)
 
