@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import queue
 import threading
 import time
@@ -355,10 +356,13 @@ class DeviceAgent:
     # --- state --------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        # Stamped before the door is read, so every audit record older than "time" is counted
+        # in "audit" (the collector's truncation check relies on it); floored, never rounded up.
+        stamp = math.floor(time.time() * 1000) / 1000
         door = self.door.status()
         st: dict[str, Any] = {
             "device": self.cfg.device_id,
-            "time": round(time.time(), 3),
+            "time": stamp,
             "software": self.software,
             "bundle": self.bundle,
             "gallery": self._gallery_summary,
