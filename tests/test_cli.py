@@ -121,8 +121,7 @@ def test_the_command_asks_numpy_for_one_blas_thread_unless_told_otherwise(
     # numpy is loaded already in this test process, so only the variables can be checked
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.setenv("MKL_NUM_THREADS", "3")
-    with pytest.raises(SystemExit):
-        main(["--version"])
+    assert main(["--version"]) == 0
     assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
     assert os.environ["MKL_NUM_THREADS"] == "3"  # a user's own setting wins
     capsys.readouterr()
