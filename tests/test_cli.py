@@ -75,6 +75,11 @@ def test_verify_same_and_different(capsys, lfw_dir: Path, models_ready) -> None:
     rc, out, _ = run(capsys, "verify", str(a), str(c), "--json")
     doc = json.loads(out)
     assert rc == 1 and doc["same"] is False and doc["score"] < doc["threshold"]
+    # an explicit threshold below the impostor score turns the decision around
+    rc, out, _ = run(capsys, "verify", str(a), str(c), "--threshold", str(doc["score"] - 0.01))
+    assert rc == 0 and "(given)" in out
+    rc, _, err = run(capsys, "verify", str(a), str(c), "--threshold", "7")
+    assert rc == 2 and "threshold" in err
 
 
 def test_verify_no_face_is_a_clear_error(

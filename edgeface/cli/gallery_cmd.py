@@ -13,7 +13,6 @@ if ``$CREDENTIALS_DIRECTORY`` has it. The gallery path is ``--gallery``, else
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -35,8 +34,8 @@ from edgeface.gallery import (
     load_key_file,
     load_systemd_credential,
 )
-from edgeface.gallery.durable import WriterLock, atomic_write
-from edgeface.gallery.keys import CREDENTIAL_DEFAULT_NAME
+from edgeface.gallery.durable import WriterLock, atomic_write, set_aside_damaged
+from edgeface.gallery.keys import CREDENTIAL_DEFAULT_NAME, ask_passphrase, load_passphrase_file
 
 DEFAULT_FAR = 1e-3
 
@@ -79,7 +78,7 @@ def _add_key_options(p: argparse.ArgumentParser, prefix: str = "", what: str = "
         f"--{prefix}passphrase-file",
         dest=f"{dest}passphrase_file",
         metavar="PATH",
-        help="read the passphrase from the first line of a file",
+        help="read the passphrase from the first line of a file (mode 0600)",
     )
     g.add_argument(
         f"--{prefix}ask-passphrase",
@@ -104,15 +103,6 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="gallery file (default: $EDGEFACE_GALLERY or ~/.local/share/edgeface/gallery.efg)",
     )
     _add_key_options(p)
-
-
-def _read_passphrase_file(path: str) -> str:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KeySourceError(f"{path}: cannot read passphrase file ({exc.strerror})") from exc
-    lines = text.splitlines()
-    return lines[0] if lines else ""
 
 
 def key_from_args(
@@ -152,12 +142,9 @@ def key_from_args(
             raise KeySourceError(f"environment variable {var} is not set")
         source = Passphrase(os.environ[var])
     elif opt("passphrase_file"):
-        source = Passphrase(_read_passphrase_file(opt("passphrase_file")))
+        source = load_passphrase_file(opt("passphrase_file"))
     elif opt("ask_passphrase"):
-        first = getpass.getpass("Gallery passphrase: ")
-        if new and first != getpass.getpass("Repeat passphrase: "):
-            raise KeySourceError("the two passphrases differ")
-        source = Passphrase(first)
+        source = ask_passphrase(confirm=new)
     elif opt("credential"):
         source = load_systemd_credential(opt("credential"))
     elif fallback and not prefix:
@@ -317,20 +304,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="false accept rate whose calibrated threshold decides (1e-3)",
     )
     a.add_argument("--threshold", type=float, help="cosine threshold (overrides --far)")
-    a.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
+    a.add_argument(
+        "--select",
+        choices=["largest", "central"],
+        default="largest",
+        help="which face when there are several (default: largest)",
+    )
+    a.add_argument("--all-faces", action="store_true", help="every face, each labelled")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_identify)
 
 
 # --------------------------------------------------------------------------- commands
 def _init(args: argparse.Namespace) -> int:
-    gf = _gallery_file(args, new=True)
     if args.max_templates < 1:
         raise ConfigError("--max-templates must be at least 1")
-    try:
-        gf.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise GalleryError(f"{gf.path.parent}: cannot create directory ({exc.strerror})") from exc
+    path = args.gallery or default_gallery_path()
+    if args.gallery is None:  # the default place (XDG data dir) is ours to create
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise GalleryError(f"{path.parent}: cannot create directory ({exc.strerror})") from exc
+    elif not path.parent.is_dir():  # a typo in --gallery must not create a directory tree
+        raise GalleryError(f"{path.parent}: directory does not exist; create it first")
+    gf = _gallery_file(args, new=True)
     gf.create(max_templates=args.max_templates)
     print(f"created empty gallery {gf.path} ({gf.key.description})")
     return 0
@@ -552,8 +549,7 @@ def _check(args: argparse.Namespace) -> int:
             raise
         with WriterLock(gf.path):
             backup = gf.load_backup()  # raises if the backup is bad too
-            damaged = gf.path.with_name(f"{gf.path.name}.damaged-{int(time.time())}")
-            os.replace(gf.path, damaged)
+            damaged = set_aside_damaged(gf.path)
             atomic_write(gf.path, gf.backup_path.read_bytes(), backup=False)
         print(
             f"{gf.path}: was damaged ({exc}); restored generation {backup.generation} "
@@ -621,20 +617,29 @@ def _identify(args: argparse.Namespace) -> int:
     if not faces:
         raise NoFaceError(f"{args.image}: no face found")
     if not args.all_faces:
-        faces = faces[:1] if len(faces) == 1 else [max(faces, key=lambda r: r.face.area)]
+        from edgeface.recognition.pipeline import select_face
+
+        chosen = select_face([r.face for r in faces], image.shape, args.select)
+        faces = [r for r in faces if r.face is chosen]
     out = []
-    for r in faces:
+    for n, r in enumerate(faces, 1):
         d = g.identify(r.embedding, threshold, k=args.top_k, model=model)
         out.append({"face": r.face.to_dict(), **d.to_dict()})
-        if not args.json:
-            if d.known and d.best:
-                print(
-                    f"{d.best.name}  score {d.best.score:.3f} (threshold {threshold:.3f})"
-                    f"  id {d.best.identity_id}"
-                )
-            else:
-                best = f"best: {d.best.name} {d.best.score:.3f}" if d.best else "gallery empty"
-                print(f"unknown  ({best}; threshold {threshold:.3f})")
+        if args.json:
+            continue
+        label = ""
+        if args.all_faces:
+            box = ", ".join(f"{v:.0f}" for v in r.face.box)
+            label = f"face {n}/{len(faces)} [{box}]: "
+        if d.known and d.best:
+            print(
+                f"{label}{d.best.name}  score {d.best.score:.3f} (threshold {threshold:.3f})"
+                f"  id {d.best.identity_id}"
+            )
+        else:
+            best = f"best: {d.best.name} {d.best.score:.3f}" if d.best else "gallery empty"
+            print(f"{label}unknown  ({best}; threshold {threshold:.3f})")
     if args.json:
         _print_json({"image": str(args.image), "faces": out})
-    return 0
+    # like verify: 0 = someone enrolled is in the photo, 1 = only strangers, 5 = no face
+    return 0 if any(o["known"] for o in out) else 1

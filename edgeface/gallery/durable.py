@@ -218,3 +218,22 @@ __all__ = [
     "read_file",
     "remove_stale_temps",
 ]
+
+
+def set_aside_damaged(path: Path) -> Path:
+    """Move a damaged gallery out of the way under a name no earlier damaged copy has
+    (``NAME.damaged-YYYYmmddTHHMMSS[-N]``); the rename never replaces a file. Call it with
+    the writer lock held."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime())
+    for n in range(1000):
+        dest = path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            os.link(path, dest)  # fails if dest exists: an earlier copy is never overwritten
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot keep the damaged copy ({exc.strerror})") from exc
+        os.unlink(path)
+        fsync_dir(path.parent)
+        return dest
+    raise StorageError(f"{path}: too many damaged copies beside it; move them away first")
