@@ -302,3 +302,19 @@ def test_identify_select_and_labelled_faces(cli, lfw_dir, tmp_path):
     assert len(lines) >= 2 and all(line.startswith("face ") for line in lines), out
     assert any("Laura Bush" in line for line in lines) and any("unknown" in line for line in lines)
     assert code == 0  # someone enrolled is in the photo
+
+
+def test_enroll_camera_looks_at_exactly_frames(cli, lfw_dir, tmp_path):
+    """--frames N: the first N camera frames (every 3rd assessed), never frame N or later."""
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    for i, p in enumerate(sorted((lfw_dir / "images" / "Colin_Powell").glob("*.jpg"))[:28]):
+        (folder / f"{i:03d}.jpg").symlink_to(p)
+    assert cli("gallery", "init", "--create-key")[0] == 0
+    code, out, err = cli(
+        "gallery", "enroll", "Colin Powell", "--camera", str(folder), "--frames", "20", "--json"
+    )
+    assert code == 0, err
+    labels = [i["source"] for i in json.loads(out)[0]["images"]]
+    indices = [int(s.rsplit("#frame", 1)[1]) for s in labels]
+    assert indices and max(indices) < 20 and all(i % 3 == 0 for i in indices), labels

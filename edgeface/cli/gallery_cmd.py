@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeface.cli.options import add_progress_option, progress
 from edgeface.errors import ConfigError, EdgefaceError, NoFaceError
 from edgeface.gallery import (
     GalleryError,
@@ -218,6 +219,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="camera index, /dev/videoN, picamera2, a video file or image folder",
     )
     a.add_argument("--frames", type=int, default=100, help="camera frames to look at (100)")
+    add_progress_option(a)
     mode = a.add_mutually_exclusive_group()
     mode.add_argument(
         "--add",
@@ -381,12 +383,15 @@ def _enroll(args: argparse.Namespace) -> int:
     enroller = Enroller(
         pipeline, gates=_gates(args), max_templates=max_t, take_largest=args.take_largest
     )
+    if args.frames < 1:
+        raise ConfigError("--frames must be at least 1")
     plans = []
     for name, files in jobs:
         if files is None:
-            plan = enroller.from_frames(name, camera_frames(args.camera), max_frames=args.frames)
+            frames = camera_frames(args.camera, max_frames=args.frames)
+            plan = enroller.from_frames(name, frames, max_frames=args.frames)
         else:
-            plan = enroller.from_files(name, files)
+            plan = enroller.from_files(name, progress(files, args, name, len(files)))  # type: ignore[arg-type]
         plans.append(plan)
         if not args.json:
             for c in plan.candidates:
