@@ -91,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser(_command_in(argv))
         args = parser.parse_args(argv)
         result = args.func(args)
+        sys.stdout.flush()  # a closed pipe is reported here, not at interpreter exit
     except EdgefaceError as exc:
         return _error(str(exc), exc.exit_code)
     except KeyboardInterrupt:
