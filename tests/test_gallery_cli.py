@@ -284,6 +284,10 @@ def test_passphrase_files_are_checked_like_key_files(tmp_path, monkeypatch):
     for option in ("--passphrase-file", "--key-file"):  # refused at once, never waited on
         code, _, err = main_err(["gallery", "list", *gallery, option, str(fifo)])
         assert code == 11 and "not a regular file" in err
+    code, _, err = main_err(
+        ["gallery", "list", "--gallery", str(fifo), "--passphrase-file", str(phrase)]
+    )
+    assert code == 7 and "not a regular file" in err  # a FIFO as the gallery: no wait either
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal
     code, _, err = main_err(["gallery", "list", *gallery, "--ask-passphrase"])
     assert code == 11 and "needs a terminal" in err
