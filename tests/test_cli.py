@@ -130,3 +130,18 @@ def test_the_command_asks_numpy_for_one_blas_thread_unless_told_otherwise(
     assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
     assert os.environ["MKL_NUM_THREADS"] == "3"  # a user's own setting wins
     capsys.readouterr()
+
+
+def test_usage_errors_exit_2(capsys, shared_data: Path, tmp_path: Path) -> None:
+    photo = str(shared_data / GROUP)
+    for argv in (
+        ["detect", photo, photo, "--draw", str(tmp_path / "x.png")],  # --draw takes one image
+        ["detect", photo, "--draw", str(tmp_path / "out.txt")],  # not an image file name
+        ["detect", photo, "--min-face", "big"],  # argparse
+        ["detect"],
+        ["nosuch"],
+    ):
+        code, out, err = run(capsys, *argv)
+        assert code == 2, (argv, err)
+        assert "Traceback" not in err and out == ""
+    assert not (tmp_path / "x.png").exists()
