@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,20 +22,9 @@ from typing import Any
 
 from edgeface.cli.options import add_progress_option, progress
 from edgeface.errors import ConfigError, EdgefaceError, NoFaceError
-from edgeface.gallery import (
-    GalleryError,
-    GalleryFile,
-    KeySource,
-    KeySourceError,
-    ModelRef,
-    Passphrase,
-    TamperedError,
-    create_key_file,
-    load_key_file,
-    load_systemd_credential,
-)
-from edgeface.gallery.durable import WriterLock, atomic_write, set_aside_damaged
-from edgeface.gallery.keys import CREDENTIAL_DEFAULT_NAME, ask_passphrase, load_passphrase_file
+from edgeface.gallery import GalleryError, GalleryFile, KeySource, ModelRef, TamperedError
+from edgeface.gallery.keysource import KeyChoice, default_gallery_path, resolve_key
+from edgeface.gallery.repair import restore_from_backup
 
 DEFAULT_FAR = 1e-3
 
@@ -52,14 +40,6 @@ pipeline_factory: Callable[[], Any] = _default_pipeline
 
 
 # --------------------------------------------------------------------------- options
-def default_gallery_path() -> Path:
-    env = os.environ.get("EDGEFACE_GALLERY")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "edgeface" / "gallery.efg"
-
-
 def _add_key_options(p: argparse.ArgumentParser, prefix: str = "", what: str = "") -> None:
     dest = prefix.replace("-", "_")
     g = p.add_argument_group(f"{what or 'gallery'} key (one of)")
@@ -109,60 +89,23 @@ def _common(p: argparse.ArgumentParser) -> None:
 def key_from_args(
     args: argparse.Namespace, prefix: str = "", *, new: bool = False, fallback: bool = True
 ) -> KeySource | None:
-    """The key source chosen by the options with ``prefix`` (``""``, ``to_``, ``new_``...).
+    """The key source chosen by the options with ``prefix`` (``""``, ``to_``, ``new_``...);
+    the rules are :func:`edgeface.gallery.keysource.resolve_key`'s."""
+    choice = KeyChoice(
+        **{f: getattr(args, f"{prefix}{f}", None) or None for f in KeyChoice.__dataclass_fields__}
+    )
 
-    ``new``: the key protects a file about to be written (init, rekey, export): passphrases
-    are asked twice and must be long enough; ``--create-key`` may create the key file.
-    """
+    def created(path: Path) -> None:
+        print(f"created key file {path} (mode 0600); keep a copy off the device", file=sys.stderr)
 
-    def opt(name: str) -> Any:
-        return getattr(args, f"{prefix}{name}", None)
-
-    chosen = [
-        n
-        for n in ("key_file", "passphrase_env", "passphrase_file", "ask_passphrase", "credential")
-        if opt(n)
-    ]
-    if len(chosen) > 1:
-        flags = ", ".join("--" + (prefix + n).replace("_", "-") for n in chosen)
-        raise ConfigError(f"give only one key source ({flags})")
-    source: KeySource | None = None
-    if opt("key_file"):
-        path = Path(opt("key_file"))
-        if new and getattr(args, "create_key", False) and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            source = create_key_file(path)
-            print(
-                f"created key file {path} (mode 0600); keep a copy off the device", file=sys.stderr
-            )
-        else:
-            source = load_key_file(path)
-    elif opt("passphrase_env"):
-        var = opt("passphrase_env")
-        if var not in os.environ:
-            raise KeySourceError(f"environment variable {var} is not set")
-        source = Passphrase(os.environ[var])
-    elif opt("passphrase_file"):
-        source = load_passphrase_file(opt("passphrase_file"))
-    elif opt("ask_passphrase"):
-        source = ask_passphrase(confirm=new)
-    elif opt("credential"):
-        source = load_systemd_credential(opt("credential"))
-    elif fallback and not prefix:
-        env_key = os.environ.get("EDGEFACE_GALLERY_KEY_FILE")
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if env_key:
-            source = load_key_file(env_key)
-        elif creds and (Path(creds) / CREDENTIAL_DEFAULT_NAME).exists():
-            source = load_systemd_credential(CREDENTIAL_DEFAULT_NAME)
-        else:
-            raise KeySourceError(
-                "no gallery key given: use --key-file, --passphrase-env, --passphrase-file, "
-                "--ask-passphrase or --credential (or set EDGEFACE_GALLERY_KEY_FILE)"
-            )
-    if new and isinstance(source, Passphrase):
-        source.check_strength()
-    return source
+    return resolve_key(
+        choice,
+        new=new,
+        create_key=getattr(args, "create_key", False),
+        fallback=fallback and not prefix,
+        flag_prefix=prefix.replace("_", "-"),
+        on_created=created,
+    )
 
 
 def _gallery_file(args: argparse.Namespace, *, new: bool = False) -> GalleryFile:
@@ -552,10 +495,7 @@ def _check(args: argparse.Namespace) -> int:
     except TamperedError as exc:
         if not args.restore:
             raise
-        with WriterLock(gf.path):
-            backup = gf.load_backup()  # raises if the backup is bad too
-            damaged = set_aside_damaged(gf.path)
-            atomic_write(gf.path, gf.backup_path.read_bytes(), backup=False)
+        backup, damaged = restore_from_backup(gf)
         print(
             f"{gf.path}: was damaged ({exc}); restored generation {backup.generation} "
             f"from {gf.backup_path}; the damaged file is kept as {damaged}"
