@@ -118,6 +118,18 @@ def test_special_files_through_the_cli_are_one_line_errors(tmp_path) -> None:
     assert draw.returncode == 2 and "--draw" in draw.stderr
 
 
+def test_a_door_replay_of_malformed_images_runs_to_its_end(lfw_dir, tmp_path) -> None:
+    """The 1x1 PNG that made `edgeface door` exit 70 (and systemd restart it into the same
+    crash), huge headers, a FIFO and damaged photos: each frame is skipped, the replay ends."""
+    cases = [c for c in generate(_photos(lfw_dir), n_damaged=12) if not c[0].startswith("big_")]
+    folder = tmp_path / "replay"
+    paths = write_cases(cases, folder)
+    os.mkfifo(folder / "fifo.jpg")
+    door = _door_replay(tmp_path, folder, frames=len(paths) + 1)
+    assert door.returncode == 0, door.stderr[-3000:]
+    assert "Traceback" not in door.stderr and "internal error" not in door.stderr
+
+
 def _cli_batches(paths: list[Path], size: int) -> tuple[int, int]:
     """Run ``edgeface detect --json`` on batches; return (images ok, images refused)."""
     ok = refused = 0
