@@ -28,28 +28,51 @@ _muted = False
 _lock = threading.Lock()
 
 
-def silence_third_party(*, debug: bool = False) -> None:
-    """Called once by the CLI: quiet by default, everything shown with ``debug``."""
+@contextmanager
+def third_party_quiet(*, debug: bool = False) -> Iterator[None]:
+    """For the CLI, around one command: quiet by default, everything shown with ``debug``.
+
+    The environment and the mute flag are restored afterwards, so a program (or a test) that
+    calls the CLI's ``main`` in-process, then starts other processes, does not pass our
+    settings on as if they were its own."""
     global _muted
-    if debug:
-        _muted = False
+    saved_env = {var: os.environ.get(var) for var in QUIET_ENV}
+    saved_muted = _muted
+    if not debug:
+        for var, value in QUIET_ENV.items():
+            os.environ.setdefault(var, value)
+        _set_opencv_log_level("ERROR")
+        _muted = True
+    try:
+        yield
+    finally:
+        _muted = saved_muted
+        for var, value in saved_env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        if not debug:
+            _set_opencv_log_level(saved_env["OPENCV_LOG_LEVEL"] or "INFO")
+
+
+def _set_opencv_log_level(level: str) -> None:
+    """OpenCV reads $OPENCV_LOG_LEVEL once, at import; once imported, its API decides."""
+    cv2 = sys.modules.get("cv2")
+    if cv2 is None:
         return
-    for var, value in QUIET_ENV.items():
-        os.environ.setdefault(var, value)
-    if "cv2" in sys.modules:  # already imported: its log level is set through the API too
-        try:
-            cv2 = sys.modules["cv2"]
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-        except AttributeError:
-            pass
-    _muted = True
+    try:
+        logging = cv2.utils.logging
+        logging.setLogLevel(getattr(logging, f"LOG_LEVEL_{level.upper()}", logging.LOG_LEVEL_INFO))
+    except AttributeError:
+        pass
 
 
 @contextmanager
 def native_stderr_muted() -> Iterator[None]:
     """Send what native code writes to descriptor 2 to /dev/null while the block runs.
 
-    Only when :func:`silence_third_party` turned quiet mode on (the CLI without ``--debug``);
+    Only when :func:`third_party_quiet` turned quiet mode on (the CLI without ``--debug``);
     a library caller's stderr is left alone.
     """
     if not _muted:

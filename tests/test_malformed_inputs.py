@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,10 +102,27 @@ def test_a_sample_of_malformed_images_through_the_api(lfw_dir, detector, tmp_pat
 
 
 def _run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the CLI; ``.maxrss_kb`` is the peak RSS of it and the helpers it waited for."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [*EDGEFACE, *args], capture_output=True, text=True, timeout=timeout, env=env
-    )
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([*EDGEFACE, *args], stdout=out, stderr=err, env=env)
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"edgeface {' '.join(args[:3])}...: hung for {timeout} s")
+            time.sleep(0.05)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        result = subprocess.CompletedProcess(
+            args, proc.returncode, out.read().decode(), err.read().decode()
+        )
+    result.maxrss_kb = usage.ru_maxrss  # type: ignore[attr-defined]
+    return result
 
 
 def test_special_files_through_the_cli_are_one_line_errors(tmp_path) -> None:
@@ -112,6 +130,7 @@ def test_special_files_through_the_cli_are_one_line_errors(tmp_path) -> None:
     for path in special:
         r = _run_cli(["detect", str(path)], timeout=60)
         assert r.returncode == 3, (path, r.returncode, r.stderr)
+        assert r.maxrss_kb < RSS_LIMIT_KB, (path, r.maxrss_kb)
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     draw = _run_cli(["detect", str(special[-1]), "--draw", str(tmp_path / "out.txt")])
@@ -130,19 +149,20 @@ def test_a_door_replay_of_malformed_images_runs_to_its_end(lfw_dir, tmp_path) ->
     assert "Traceback" not in door.stderr and "internal error" not in door.stderr
 
 
-def _cli_batches(paths: list[Path], size: int) -> tuple[int, int]:
-    """Run ``edgeface detect --json`` on batches; return (images ok, images refused)."""
-    ok = refused = 0
+def _cli_batches(paths: list[Path], size: int) -> tuple[int, int, int]:
+    """Run ``edgeface detect --json`` on batches; return (images ok, refused, peak RSS KB)."""
+    ok = refused = peak = 0
     for i in range(0, len(paths), size):
         batch = paths[i : i + size]
         r = _run_cli(["detect", "--json", *map(str, batch)], timeout=600)
+        peak = max(peak, r.maxrss_kb)
         assert r.returncode in (0, 1, 3), (r.returncode, r.stderr[-2000:])
         assert "Traceback" not in r.stderr and "internal error" not in r.stderr, r.stderr[-2000:]
         doc = json.loads(r.stdout) if r.stdout.strip() else []
         docs = doc if isinstance(doc, list) else [doc]
         refused += sum("error" in d for d in docs) + (r.returncode == 3)
         ok += sum("faces" in d for d in docs)
-    return ok, refused
+    return ok, refused, peak
 
 
 @pytest.mark.slow
@@ -181,17 +201,19 @@ def test_over_a_thousand_malformed_images_through_api_cli_and_door(lfw_dir, tmp_
     assert api["ok"] + api["refused"] == len(paths) + len(special)
     assert api["rss_kb"] < RSS_LIMIT_KB, api
     # 2. the CLI: batches, and each special file alone
-    ok, refused = _cli_batches([*paths, *special], size=150)
+    ok, refused, cli_rss = _cli_batches([*paths, *special], size=150)
     assert ok + refused == len(paths) + len(special)
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss < RSS_LIMIT_KB
+    assert cli_rss < RSS_LIMIT_KB
     # 3. a door replay of the whole folder exits normally
     door = _door_replay(tmp_path, tmp_path / "cases", frames=len(paths))
     assert door.returncode == 0, door.stderr[-3000:]
     assert "Traceback" not in door.stderr and "internal error" not in door.stderr
+    assert door.maxrss_kb < RSS_LIMIT_KB
     print(
         f"\nmalformed: {len(paths) + len(special)} inputs; API ok {api['ok']} refused "
         f"{api['refused']} peak RSS {api['rss_kb'] / 1024:.0f} MB; CLI ok {ok} refused "
-        f"{refused}; door replay of {len(paths)} frames exit {door.returncode}"
+        f"{refused} peak RSS {cli_rss / 1024:.0f} MB; door replay of {len(paths)} frames "
+        f"exit {door.returncode} peak RSS {door.maxrss_kb / 1024:.0f} MB"
     )
 
 

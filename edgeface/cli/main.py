@@ -22,6 +22,7 @@ from edgeface import __version__
 from edgeface.blas_threads import use_one_blas_thread
 from edgeface.errors import EdgefaceError
 from edgeface.extras import missing_extra
+from edgeface.quiet import third_party_quiet
 
 #: command name -> (module that registers it, one-line help), in the order ``--help`` lists
 #: them. Adding a command is one line here plus its module.
@@ -85,13 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv[: argv.index(_command_in(argv))] if _command_in(argv) else False
     try:
-        from edgeface.quiet import silence_third_party
-
-        silence_third_party(debug=debug)
-        parser = build_parser(_command_in(argv))
-        args = parser.parse_args(argv)
-        result = args.func(args)
-        sys.stdout.flush()  # a closed pipe is reported here, not at interpreter exit
+        with third_party_quiet(debug=debug):
+            parser = build_parser(_command_in(argv))
+            args = parser.parse_args(argv)
+            result = args.func(args)
+            sys.stdout.flush()  # a closed pipe is reported here, not at interpreter exit
     except EdgefaceError as exc:
         return _error(str(exc), exc.exit_code)
     except KeyboardInterrupt:

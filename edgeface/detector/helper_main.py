@@ -19,8 +19,8 @@ from edgeface.detector.helper import serve
 
 def main(argv: list[str]) -> int:
     # Ctrl-C reaches the whole process group; the main process decides what happens (it stops
-    # its helpers by closing their pipes, and they exit at EOF), so a helper never prints a
-    # KeyboardInterrupt traceback of its own.
+    # its helpers by closing their pipes, and they exit at EOF). The boot line of
+    # HelperProcess ignores SIGINT before any import; this covers a direct `python -m` start.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     weights, fd = Path(argv[0]), int(argv[1])
     # the main process and the helpers already use every core; OpenCV's own threads would
