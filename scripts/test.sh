@@ -3,14 +3,24 @@
 # needs, then lint, format check and the full pytest run (slow conversion tests included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  # the unit tests run `systemd-analyze verify/security` on systemd/*.service
+# System parts the suite starts for real: systemd-analyze (unit checks), a Mosquitto broker
+# (fleet), Debian's Chromium driven by Playwright (kiosk; never Playwright's own download),
+# OpenSSH servers on 127.0.0.1 (deploy push).
+need() {  # need COMMAND PACKAGE...: install the packages when COMMAND is missing
+  command -v "$1" >/dev/null 2>&1 && return 0
+  shift
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+    [ -n "${apt_updated:-}" ] || { apt-get update -qq; apt_updated=1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
   else
-    echo "systemd-analyze is missing: sudo apt-get install systemd" >&2
+    echo "missing system packages: sudo apt-get install $*" >&2
   fi
-fi
+}
+need systemd-analyze systemd
+need /usr/sbin/mosquitto mosquitto mosquitto-clients
+need mosquitto_pub mosquitto-clients
+need chromium chromium
+need /usr/sbin/sshd openssh-server openssh-client
 bash scripts/bootstrap.sh "dev"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -5,6 +5,7 @@
 # Environment (optional):
 #   EDGEFACE_EXTRAS   pip extras (default device,pi,gpio: runtime, gallery, camera, relay)
 #   GALLERY_KEY_FILE  a gallery key to install as an encrypted systemd credential
+#   BUNDLE, TRUSTED_KEY  install the models from a signed bundle (docs/deploy.md)
 #   INSTALL_ROOT      install under this directory instead of / (tests, image builds):
 #                     no root needed, systemctl is not called
 set -eu
@@ -32,9 +33,17 @@ install -d -m 0755 "$ETC"
 [ -e "$ETC/door.toml" ] || install -m 0644 "$HERE/../examples/door.toml" "$ETC/door.toml"
 install -d -m 0700 "$ROOT/var/lib/private" "$STATE" "$STATE/models" "$STATE/audit"
 
-# 3. models: fetched (or built from their pinned sources) and sha256-checked into the state
-#    directory; the device extra has everything this needs, no operator tools
-EDGEFACE_CACHE_DIR="$STATE/models" "$PREFIX/venv/bin/edgeface" models fetch mtcnn mobilefacenet-dyn
+# 3. models: from a signed bundle built on the operator's workstation (BUNDLE=door-7.efb
+#    TRUSTED_KEY=release.pub; docs/deploy.md), else fetched (or built from their pinned
+#    sources: the device extra has everything this needs, no operator tools) and sha256-checked
+if [ -n "${BUNDLE:-}" ]; then
+    install -d -m 0755 "$ETC/trusted-keys"
+    [ -z "${TRUSTED_KEY:-}" ] || install -m 0644 "$TRUSTED_KEY" "$ETC/trusted-keys/"
+    EDGEFACE_DEVICE_ROOT="$STATE" "$PREFIX/venv/bin/edgeface" bundle install "$BUNDLE" \
+        --restart-command "" --health-command ""
+else
+    EDGEFACE_CACHE_DIR="$STATE/models" "$PREFIX/venv/bin/edgeface" models fetch mtcnn mobilefacenet-dyn
+fi
 
 # 4. the gallery key as an encrypted credential (TPM-bound where available)
 install -d -m 0700 "$CREDSTORE"

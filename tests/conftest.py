@@ -35,6 +35,11 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_models() -> Path:
+    return _require(SHARED / "models")
+
+
+@pytest.fixture(scope="session")
 def lfw_dir(shared_data: Path) -> Path:
     return _require(shared_data / "lfw")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from edgeface.camera import Backoff, CameraError, EndOfStream, ResilientSource, open_source
 from edgeface.camera.opencv import OpenCVSource, VideoFileSource, capture_api
@@ -19,7 +20,7 @@ from edgeface.camera.replay import ImageDirectorySource
 from edgeface.door.scripted import FakeClock
 from edgeface.errors import ConfigError
 
-LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw" / "images"
+LFW = SHARED / "data" / "lfw" / "images"
 
 
 def lfw_files(name: str = "Colin_Powell", n: int = 4) -> list[Path]:

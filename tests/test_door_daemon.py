@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED
 
 from edgeface.camera.backoff import Backoff
 from edgeface.camera.base import CameraError, EndOfStream, FrameSource
@@ -29,7 +30,7 @@ from edgeface.door.scripted import FakeClock, ManualTimer, ScriptedIdentifier, e
 from edgeface.errors import ModelError
 from edgeface.imaging import load_image
 
-LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw" / "images"
+LFW = SHARED / "data" / "lfw" / "images"
 FACES = sorted((LFW / "Colin_Powell").glob("*.jpg"))[:3]
 ALICE, X = enrolled(), stranger()
 NO_FACE = Observation.no_face(0.5)

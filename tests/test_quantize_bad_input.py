@@ -65,9 +65,11 @@ def test_calibration_dir_that_is_empty_or_missing(tmp_path: Path, capsys) -> Non
     assert "--mtcnn-calib-dir or --calib-dir is needed" in _one_error_line(capsys)
 
 
-def test_corrupt_float_model(tmp_path: Path, capsys, lfw_dir: Path, models_ready: None) -> None:
+def test_corrupt_float_model(
+    tmp_path: Path, capsys, lfw_dir: Path, models_ready: None, shared_models: Path
+) -> None:
     bad = tmp_path / "broken.onnx"
-    good = Path(__file__).resolve().parents[1].parent / "shared" / "models"
+    good = shared_models
     data = (good / "mobilefacenet_foamliu" / "MobileFaceNet.onnx").read_bytes()
     bad.write_bytes(data[: len(data) // 3])  # a truncated download
     with pytest.raises(ModelError, match="not a valid ONNX model"):

@@ -52,7 +52,7 @@ def _door(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    from edgeface.door.service import build_daemon
+    from edgeface.door.service import attach_fleet, build_daemon
 
     daemon = build_daemon(cfg)
     daemon.install_signal_handlers()
@@ -65,7 +65,12 @@ def _door(args: argparse.Namespace) -> int:
         daemon.request_stop(signum, frame)
 
     signal.signal(signal.SIGINT, on_ctrl_c)
-    code = daemon.run(max_frames=args.max_frames)
+    agent = attach_fleet(daemon, cfg)  # None without [mqtt]
+    try:
+        code = daemon.run(max_frames=args.max_frames)
+    finally:
+        if agent is not None:
+            agent.close()
     if interrupted and code == 0:
         print("edgeface: interrupted", file=sys.stderr)
         return 130

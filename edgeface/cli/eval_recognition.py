@@ -20,7 +20,11 @@ from edgeface.errors import ConfigError
 from edgeface.evaluation import lfw
 from edgeface.evaluation.datasets import find_data_root as data_root
 from edgeface.evaluation.verification import roc_curve, verification_report
-from edgeface.recognition.calibration import Calibration, default_calibration_path
+from edgeface.recognition.calibration import (
+    Calibration,
+    calibration_beside,
+    default_calibration_path,
+)
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
@@ -52,7 +56,8 @@ def register_lfw(actions: argparse._SubParsersAction) -> None:
         const="",
         metavar="JSON",
         help="also derive FAR thresholds from all impostor pairs of every LFW image and write "
-        "them (default: the packaged calibration file of the embedding model)",
+        "them (default: beside --model FILE as FILE.calibration.json, else the packaged "
+        "calibration file of the embedding model)",
     )
     p.set_defaults(func=run_lfw)
 
@@ -153,11 +158,12 @@ def _calibrate(
     cal.source["tar_at_thresholds"] = {
         k: round(float(np.mean(genuine >= t)), 5) for k, t in cal.thresholds.items()
     }
-    path = (
-        Path(args.write_calibration)
-        if args.write_calibration
-        else default_calibration_path(embedder.model_id, args.flip)
-    )
+    if args.write_calibration:
+        path = Path(args.write_calibration)
+    elif args.model:  # a file of its own (e.g. INT8): its calibration goes beside it
+        path = calibration_beside(Path(args.model), args.flip)
+    else:
+        path = default_calibration_path(embedder.model_id, args.flip)
     path.parent.mkdir(parents=True, exist_ok=True)
     cal.save(path)
     return {"path": str(path), "thresholds": cal.thresholds, "source": cal.source}

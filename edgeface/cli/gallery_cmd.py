@@ -7,7 +7,9 @@ Key options are the same on every command: ``--key-file``, ``--passphrase-env VA
 if ``$CREDENTIALS_DIRECTORY`` has it. The gallery path is ``--gallery``, else
 ``$EDGEFACE_GALLERY``, else ``~/.local/share/edgeface/gallery.efg``.
 
-``list`` never prints embeddings, and no face images are ever stored.
+``list`` never prints embeddings. Face images are stored only in a gallery created or set
+with ``--keep-crops`` (the aligned 112x112 crop of each template, encrypted with the rest), so
+that ``gallery migrate`` can re-embed everyone for a new embedder.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from edgeface.cli.options import add_progress_option, progress
 from edgeface.errors import ConfigError, EdgefaceError, NoFaceError
 from edgeface.gallery import GalleryError, GalleryFile, KeySource, ModelRef, TamperedError
+from edgeface.gallery.durable import WriterLock
 from edgeface.gallery.keysource import KeyChoice, default_gallery_path, resolve_key
 from edgeface.gallery.repair import restore_from_backup
 
@@ -143,7 +146,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="templates kept per person (default 5)",
     )
+    a.add_argument(
+        "--keep-crops",
+        action="store_true",
+        help="also keep each template's aligned face crop (encrypted), so a new embedder can "
+        "re-embed everyone (gallery migrate); see docs/deploy.md for the privacy trade-off",
+    )
     a.set_defaults(func=_init)
+
+    a = gsub.add_parser("settings", help="turn crop keeping on or off for an existing gallery")
+    _common(a)
+    a.add_argument("--keep-crops", choices=("on", "off"), required=True)
+    a.set_defaults(func=_settings)
+
+    a = gsub.add_parser(
+        "migrate", help="re-embed every template with another embedder (needs kept crops)"
+    )
+    _common(a)
+    a.add_argument("--embedder", required=True, type=Path, help="the new embedder model file")
+    a.add_argument(
+        "--model",
+        default="mobilefacenet-dyn",
+        help="manifest entry whose preprocessing the file uses (mobilefacenet-dyn)",
+    )
+    a.add_argument("--backend", default="onnxruntime")
+    a.add_argument("--no-flip", action="store_true", help="the runtime embeds without flip")
+    a.set_defaults(func=_migrate)
 
     a = gsub.add_parser("enroll", help="enroll a person from photos, a folder tree or a camera")
     _common(a)
@@ -273,8 +301,47 @@ def _init(args: argparse.Namespace) -> int:
     elif not path.parent.is_dir():  # a typo in --gallery must not create a directory tree
         raise GalleryError(f"{path.parent}: directory does not exist; create it first")
     gf = _gallery_file(args, new=True)
-    gf.create(max_templates=args.max_templates)
-    print(f"created empty gallery {gf.path} ({gf.key.description})")
+    gf.create(max_templates=args.max_templates, keep_crops=args.keep_crops)
+    crops = ", keeps face crops" if args.keep_crops else ""
+    print(f"created empty gallery {gf.path} ({gf.key.description}{crops})")
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> int:
+    gf = _gallery_file(args)
+    keep = args.keep_crops == "on"
+    # turning crops off also rewrites the backup, so no face image stays behind in it
+    with gf.edit(purge_backup=not keep) as g:
+        g.set_keep_crops(keep)
+        missing = g.missing_crops() if keep else 0
+    note = f"; {missing} existing template(s) have no crop until re-enrolled" if missing else ""
+    print(f"{gf.path}: keep_crops {'on' if keep else 'off'}{note}")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from edgeface.embedder import Embedder, EmbedderConfig
+    from edgeface.gallery.migrate import needs_migration, reembed
+
+    gf = _gallery_file(args)
+    embedder = Embedder.from_config(
+        EmbedderConfig(
+            model=args.model, path=str(args.embedder), backend=args.backend, flip=not args.no_flip
+        )
+    )
+    new_model = ModelRef.of(embedder)
+    with WriterLock(gf.path, gf.lock_timeout):
+        g = gf.load()
+        if not needs_migration(g.model, new_model):
+            print(f"{gf.path}: already made with {new_model.describe()}; nothing to do")
+            return 0
+        migrated = reembed(g, embedder)
+        gf.save(migrated)  # the previous generation stays in the .bak file
+    print(
+        f"{gf.path}: re-embedded {migrated.n_templates} template(s) of {len(migrated)} people "
+        f"with {new_model.describe()} (generation {migrated.generation}; the previous one is "
+        f"in {gf.backup_path})"
+    )
     return 0
 
 

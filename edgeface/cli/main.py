@@ -33,11 +33,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("edgeface.cli.recognize_cmd", "are two photos the same person?"),
     "door": ("edgeface.cli.door_cmd", "run the door-access daemon (or --check its setup)"),
     "audit": ("edgeface.cli.door_cmd", "verify the door's hash-chained audit log"),
+    "kiosk": ("edgeface.cli.kiosk_cmd", "run the touch-screen kiosk web app (or --check it)"),
     "gallery": ("edgeface.cli.gallery_cmd", "the encrypted gallery of enrolled people"),
     "identify": ("edgeface.cli.gallery_cmd", "who is in this photo? (1:N against the gallery)"),
     "eval": ("edgeface.cli.eval_cmd", "measure detection / recognition quality on research data"),
     "quantize": ("edgeface.cli.quantize_cmd", "build INT8 / FP16 models and the INT8 report"),
     "bench": ("edgeface.cli.quantize_cmd", "time every embedder variant of an artifacts dir"),
+    "fleet": ("edgeface.cli.fleet_cmd", "many doors over MQTT: enrollment, commands, audit"),
+    "bundle": ("edgeface.cli.bundle_cmd", "signed model bundles: build, verify, install"),
+    "deploy": ("edgeface.cli.deploy_cmd", "push a signed bundle to devices over OpenSSH"),
 }
 
 #: exit code of every usage error (unknown option, missing argument), as argparse uses

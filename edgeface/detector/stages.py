@@ -6,6 +6,7 @@ whether the session is NumPy, ONNX Runtime or LiteRT (see :mod:`edgeface.backend
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,7 +53,7 @@ class Stage:
         return self.session.run(chunk)
 
 
-class CropStage(Stage):
+class CropStage(Stage, ABC):
     """A network on square crops of the candidates (R-Net, O-Net)."""
 
     #: the network's input side in pixels
@@ -66,12 +67,12 @@ class CropStage(Stage):
         ]
         return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
 
+    @abstractmethod
     def finish(
         self, cand: Candidates, outputs: list[np.ndarray], threshold: float, nms: float
     ) -> Candidates:
         """The candidates that pass this net, refined, from the net's ``outputs`` on their
         crops (:meth:`run_on_crops` here or in a helper, see :mod:`edgeface.detector.helper`)."""
-        raise NotImplementedError
 
 
 class ProposalStage(Stage):

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgeface.camera.factory import validate_source_config
 from edgeface.errors import ConfigError
+from edgeface.fleet.config import MqttConfig, parse_mqtt
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -163,9 +164,21 @@ class DoorConfig:
     audit: AuditConfig = field(default_factory=AuditConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
     source: str = "<dict>"
+    #: None: no [mqtt] section, the unit never opens a network socket
+    mqtt: MqttConfig | None = None
 
 
-SECTIONS = ("camera", "actuator", "policy", "lockout", "recognition", "gallery", "audit", "daemon")
+SECTIONS = (
+    "camera",
+    "actuator",
+    "policy",
+    "lockout",
+    "recognition",
+    "gallery",
+    "audit",
+    "daemon",
+    "mqtt",
+)
 
 
 def _policy(s: Section) -> PolicyConfig:
@@ -303,6 +316,10 @@ def parse_config(
     for name, build in builders.items():
         s = Section(raw.get(name), name)
         out[name] = build(s, base)
+        s.finish()
+    if "mqtt" in raw:
+        s = Section(raw["mqtt"], "mqtt")
+        out["mqtt"] = parse_mqtt(s, base)
         s.finish()
     actuator = _actuator(raw["actuator"])
     if actuator["kind"] == "file":

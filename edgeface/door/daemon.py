@@ -31,6 +31,7 @@ from edgeface.door.identify import Identifier, Observation
 from edgeface.door.lockout import Lockout
 from edgeface.door.notify import Notifier
 from edgeface.door.policy import Decision, DecisionPolicy, Verdict
+from edgeface.door.port import DoorCommand
 from edgeface.errors import EdgefaceError, ModelError
 
 log = logging.getLogger("edgeface.door")
@@ -104,6 +105,11 @@ class DoorDaemon:
         self._stalled = False
         self._last_frame_t: float | None = None
         self._last_status = float("-inf")
+        #: commands from outside (edgeface.door.port), applied and audited on this loop
+        self.commands: queue.SimpleQueue[DoorCommand] = queue.SimpleQueue()
+        #: lockdown: no unlocking at all until lifted (a fleet command)
+        self.lockdown = False
+        self.started_wall = time.time()
 
     # --- events from other threads ------------------------------------------------------
 
@@ -112,6 +118,29 @@ class DoorDaemon:
         if event == "camera_lost":
             self.actuator.lock()  # immediately, not when the main loop gets to it
         self.events.put((event, detail))
+
+    def submit(self, cmd: DoorCommand) -> None:
+        """Hand the loop a verified command (any thread; never blocks). Relock and lockdown
+        act on the relay at once, like a lost camera; the loop audits them."""
+        if cmd.kind in ("relock", "lockdown_on"):
+            if cmd.kind == "lockdown_on":
+                self.lockdown = True
+            self.actuator.lock()
+        self.commands.put(cmd)
+
+    def status(self) -> dict[str, Any]:
+        """What an outside observer may know (read from another thread; plain values)."""
+        return {
+            "relay": "unlocked" if self.actuator.unlocked else "locked",
+            "lockout": self._lockout_until is not None,
+            "lockdown": self.lockdown,
+            "camera": "stalled" if self._stalled else "ok",
+            "camera_losses": self.stats.camera_losses,
+            "uptime_s": round(time.time() - self.started_wall, 1),
+            "audit_seq": self.audit.seq,
+            "audit_head": self.audit.head,
+            **self._counters(),
+        }
 
     def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
         self.actuator.lock()
@@ -200,11 +229,36 @@ class DoorDaemon:
                 self.policy.force_lock()
             self.audit.append(event, detail=detail[:300])
 
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                cmd = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if cmd.kind == "relock":
+                self.policy.force_lock()
+                self.audit.append("command_relock", origin=cmd.origin, ok=self.actuator.lock())
+            elif cmd.kind == "lockdown_on":
+                self.lockdown = True
+                self.policy.force_lock()
+                self.audit.append("lockdown_on", origin=cmd.origin, ok=self.actuator.lock())
+            elif cmd.kind == "lockdown_off":
+                self.lockdown = False
+                self.audit.append("lockdown_off", origin=cmd.origin)
+            elif self.lockdown:  # remote unlock during a lockdown
+                self.audit.append("unlock_refused", origin=cmd.origin, reason="lockdown")
+            else:
+                duration = min(max(cmd.duration_s, 0.0), self.cfg.policy.unlock_s)
+                self.stats.unlocks += 1
+                self.audit.append("remote_unlock", origin=cmd.origin, duration_s=duration)
+                self.actuator.unlock(duration)
+
     def step(self) -> bool:
         """One loop iteration; False when the source has ended."""
         now = self.clock()
         self.notifier.watchdog()
         self._drain_events()
+        self._drain_commands()
         self._housekeeping(now)
         t0 = time.perf_counter()
         try:
@@ -287,7 +341,11 @@ class DoorDaemon:
             )
 
     def _handle(self, d: Decision) -> None:
-        if d.verdict is Verdict.UNLOCK:
+        if d.verdict is Verdict.UNLOCK and self.lockdown:
+            self.audit.append(
+                "unlock_refused", reason="lockdown", **observation_fields(d.observation)
+            )
+        elif d.verdict is Verdict.UNLOCK:
             self.stats.unlocks += 1
             self.lockout.record_success(self.source_name)
             # Audit first: a door that opened without a record is worse than one that did not.

@@ -147,4 +147,8 @@ def run_checks(cfg: DoorConfig, *, camera: bool = True) -> list[CheckResult]:
     results.append(check_audit(cfg))
     if camera:
         results.append(check_camera(cfg))
+    if cfg.mqtt is not None:
+        from edgeface.fleet.health import check_mqtt
+
+        results += check_mqtt(cfg.mqtt, _check)
     return results

@@ -120,3 +120,45 @@ def build_daemon(
     if isinstance(src, ResilientSource):
         src.should_stop = lambda: daemon.feed.stopping or daemon.stop_requested.is_set()
     return daemon
+
+
+def attach_fleet(daemon: DoorDaemon, cfg: DoorConfig) -> Any:
+    """With an ``[mqtt]`` section: start the fleet agent beside the daemon (None otherwise).
+
+    The daemon is not changed beyond its port (:mod:`edgeface.door.port`): its audit log is
+    wrapped so the agent sees each record, and the agent submits verified commands. A gallery
+    change applied by the agent is swapped into the identifier for the next frame.
+    """
+    if cfg.mqtt is None:
+        return None
+    from edgeface.door.port import TeeAudit
+    from edgeface.fleet.agent import DeviceAgent
+
+    ident = daemon.identifier
+    gallery_file = None
+    if cfg.gallery.path is not None and cfg.mqtt.accepts_fleet:
+        from edgeface.gallery.store import GalleryFile
+
+        gallery_file = GalleryFile(cfg.gallery.path, gallery_key(cfg))
+
+    def swap_gallery(gallery: Any) -> None:
+        if hasattr(ident, "gallery"):
+            ident.gallery = gallery  # one attribute store: the next frame uses the new one
+
+    agent = DeviceAgent(
+        cfg.mqtt,
+        door=daemon,
+        audit=daemon.audit,
+        gallery_file=gallery_file,
+        gallery=getattr(ident, "gallery", None),
+        model=getattr(ident, "model_ref", None),
+        on_gallery=swap_gallery,
+        bundle=(
+            ident.model_ref.describe()
+            if getattr(ident, "model_ref", None) is not None
+            else cfg.recognition.embedder_model
+        ),
+    )
+    daemon.audit = TeeAudit(daemon.audit, [agent])
+    agent.start()
+    return agent

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeface.detector.boxes import iou_matrix
 from edgeface.errors import ConfigError
 from edgeface.evaluation.annotations import ImageAnnotation
 from edgeface.types import Face
@@ -37,22 +38,7 @@ DetectFn = Callable[[np.ndarray], Sequence[Face]]
 
 # ----------------------------------------------------------------------------- geometry
 
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` (N,4) with every box in ``b`` (M,4); boxes ``x1 y1 x2 y2``."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(union > 0, inter / union, 0.0)
-    return out
+__all__ = ["iou_matrix"]  # the detector's, re-exported for evaluation callers
 
 
 def match_pairs(iou: np.ndarray, min_iou: float) -> list[tuple[int, int]]:

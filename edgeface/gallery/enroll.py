@@ -98,9 +98,12 @@ class Enroller:
         self.take_largest = take_largest
         self.model = ModelRef.of(pipeline.embedder)
 
-    def assess_image(self, image: np.ndarray, source: str) -> Candidate:
-        """Apply the rules to one RGB image."""
-        faces = self.pipeline.analyze(image)
+    def assess_image(
+        self, image: np.ndarray, source: str, faces: Sequence[Any] | None = None
+    ) -> Candidate:
+        """Apply the rules to one RGB image; ``faces`` passes the pipeline's ``analyze(image)``
+        when the caller already has it (the kiosk analyzes each frame once for guidance too)."""
+        faces = self.pipeline.analyze(image) if faces is None else faces
         if not faces:
             return Candidate(source, reason="no face found")
         big = [r for r in faces if r.face.size >= self.gates.min_face_size]
@@ -125,6 +128,7 @@ class Enroller:
             quality=quality.score(self.gates),
             model=self.model,
             created=time.time(),
+            crop=chosen.crop,  # kept only by a gallery with keep_crops
         )
         return Candidate(source, template=template, quality=quality)
 

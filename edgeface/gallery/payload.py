@@ -7,9 +7,12 @@
     emb      float32[T, D]  unit-norm embeddings, rows grouped by identity in meta order
     quality  float32[T]
     model    uint16[T]      index into meta["models"]
+    crops    uint8[T, 112*112*3]  only when meta has "crop_shape" (opt-in ``keep_crops``)
 
 ``meta`` = ``{"dim", "max_templates", "generation", "created", "models": [[id, sha256]...],
-"identities": [[id, name, created, updated, n_templates], ...]}``. Lists instead of objects
+"identities": [[id, name, created, updated, n_templates], ...]}``, plus ``"crop_shape"`` when
+the gallery keeps aligned crops. Files without it (every gallery written before crops existed)
+decode exactly as before. Lists instead of objects
 keep a 10k-person gallery's JSON small and fast to parse; the arrays are read with
 ``np.frombuffer`` (no per-template Python objects), which is what keeps opening fast.
 Pickle is never used: a gallery file must not be able to run code.
@@ -40,6 +43,7 @@ class Columns:
     emb: np.ndarray  # (T, D) float32
     quality: np.ndarray  # (T,) float32
     model: np.ndarray  # (T,) uint16
+    crops: np.ndarray | None = None  # (T, prod(crop_shape)) uint8, or None
 
 
 def encode(meta: dict[str, Any], cols: Columns) -> bytes:
@@ -54,6 +58,7 @@ def encode(meta: dict[str, Any], cols: Columns) -> bytes:
             np.ascontiguousarray(cols.emb, dtype="<f4").tobytes(),
             np.ascontiguousarray(cols.quality, dtype="<f4").tobytes(),
             np.ascontiguousarray(cols.model, dtype="<u2").tobytes(),
+            b"" if cols.crops is None else np.ascontiguousarray(cols.crops, np.uint8).tobytes(),
         ]
     )
 
@@ -76,6 +81,8 @@ def decode(data: bytes, where: str) -> Columns:
         dim = int(meta["dim"])
         models = meta["models"]
         counts = np.fromiter((int(r[4]) for r in identities), dtype=np.int64, count=len(identities))
+        crop_shape = meta.get("crop_shape")
+        crop_bytes = 0 if crop_shape is None else int(np.prod([int(v) for v in crop_shape]))
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         raise bad(f"metadata: {exc}") from exc
     if dim <= 0 or (counts.size and counts.min() < 1):
@@ -86,7 +93,9 @@ def decode(data: bytes, where: str) -> Columns:
     off = _LEN.size + mlen
     off += -off % 8
     sizes = (8 * t, 4 * t * dim, 4 * t, 2 * t)
-    if off + sum(sizes) != len(data):
+    if crop_shape is not None and crop_bytes <= 0:
+        raise bad("bad crop shape")
+    if off + sum(sizes) + t * crop_bytes != len(data):
         raise bad(f"array sizes do not add up ({len(data)} bytes for {t} templates)")
     out = []
     for dtype, size in zip(("<f8", "<f4", "<f4", "<u2"), sizes, strict=True):
@@ -95,6 +104,10 @@ def decode(data: bytes, where: str) -> Columns:
         )
         off += size
     created, emb, quality, model = out
+    crops = None
+    if crop_shape is not None:
+        crops = np.frombuffer(data, np.uint8, count=t * crop_bytes, offset=off)
+        crops = crops.reshape(t, crop_bytes)
     if model.size and int(model.max()) >= len(models):
         raise bad("template refers to an unknown model")
     return Columns(
@@ -104,4 +117,5 @@ def decode(data: bytes, where: str) -> Columns:
         emb=emb.reshape(t, dim),
         quality=quality,
         model=model,
+        crops=crops,
     )

@@ -48,6 +48,9 @@ from edgeface.gallery.matching import Decision, Match, Matcher
 DEFAULT_DIM = 128
 DEFAULT_MAX_TEMPLATES = 5
 MAX_NAME_CHARS = 200
+#: the aligned face a template was made from, kept only by galleries with ``keep_crops``
+CROP_SHAPE = (112, 112, 3)
+CROP_BYTES = int(np.prod(CROP_SHAPE))
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class Template:
     quality: float
     model: ModelRef
     created: float = field(default_factory=time.time)
+    #: aligned 112x112 RGB uint8 crop; stored only by a gallery with ``keep_crops`` so that a
+    #: new embedder can re-embed it (``edgeface gallery migrate``)
+    crop: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,7 @@ class Gallery:
         created: float | None = None,
         generation: int = 0,
         source: str = "<gallery>",
+        keep_crops: bool = False,
     ) -> None:
         if max_templates < 1:
             raise GalleryError("max_templates must be at least 1")
@@ -130,29 +137,41 @@ class Gallery:
         self.created = time.time() if created is None else float(created)
         self.generation = int(generation)
         self.source = source
+        #: opt-in: keep each template's aligned crop (encrypted like the rest) for migrations
+        self.keep_crops = bool(keep_crops)
         self.dirty = False
         # [id, name, created, updated, n_templates] per identity, in row order
         self._rows: list[list[Any]] = []
         self._index: dict[str, int] = {}
         self._models: list[ModelRef] = [] if model is None else [model]
-        self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        # (created, emb, quality, model_idx, crops); crops is (n, CROP_BYTES) uint8 with
+        # keep_crops, else (n, 0); an all-zero row is a template enrolled without a crop
+        self._chunks: list[tuple[np.ndarray, ...]] = []
         self._matcher: Matcher | None = None
 
     # ----------------------------------------------------------------- columns
-    def _columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(created, emb, quality, model_idx), merging pending additions once."""
+    @property
+    def _crop_width(self) -> int:
+        return CROP_BYTES if self.keep_crops else 0
+
+    def _all_columns(self) -> tuple[np.ndarray, ...]:
+        """(created, emb, quality, model_idx, crops), merging pending additions once."""
         if not self._chunks:
             return (
                 np.zeros(0, np.float64),
                 np.zeros((0, self.dim), np.float32),
                 np.zeros(0, np.float32),
                 np.zeros(0, np.uint16),
+                np.zeros((0, self._crop_width), np.uint8),
             )
         if len(self._chunks) > 1:
-            self._chunks = [
-                tuple(np.concatenate([c[i] for c in self._chunks]) for i in range(4))  # type: ignore[misc]
-            ]
+            self._chunks = [tuple(np.concatenate([c[i] for c in self._chunks]) for i in range(5))]
         return self._chunks[0]
+
+    def _columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(created, emb, quality, model_idx)."""
+        created, emb, quality, model, _ = self._all_columns()
+        return created, emb, quality, model
 
     def _offsets(self) -> np.ndarray:
         counts = np.fromiter((r[4] for r in self._rows), dtype=np.int64, count=len(self._rows))
@@ -196,14 +215,36 @@ class Gallery:
         i = self._index.get(identity_id)
         if i is None:
             raise IdentityNotFoundError(f"{self.source}: no identity with id {identity_id}")
-        created, emb, quality, model = self._columns()
+        created, emb, quality, model, crops = self._all_columns()
         a, b = self._offsets()[i : i + 2]
         return [
             Template(
-                emb[j].copy(), float(quality[j]), self._models[int(model[j])], float(created[j])
+                emb[j].copy(),
+                float(quality[j]),
+                self._models[int(model[j])],
+                float(created[j]),
+                crops[j].reshape(CROP_SHAPE).copy() if crops.shape[1] and crops[j].any() else None,
             )
             for j in range(a, b)
         ]
+
+    def missing_crops(self) -> int:
+        """Templates that have no stored crop (all of them unless ``keep_crops``)."""
+        crops = self._all_columns()[4]
+        if not crops.shape[1]:
+            return len(crops)
+        return int(np.count_nonzero(~crops.any(axis=1)))
+
+    def set_keep_crops(self, keep: bool) -> None:
+        """Turn crop storage on (templates enrolled before keep no crop) or off (crops are
+        dropped from the next save)."""
+        if bool(keep) == self.keep_crops:
+            return
+        cols = list(self._all_columns())
+        self.keep_crops = bool(keep)
+        cols[4] = np.zeros((len(cols[0]), self._crop_width), np.uint8)
+        self._chunks = [tuple(cols)] if len(cols[0]) else []
+        self._touch()
 
     def find(self, name_or_id: str) -> IdentityInfo:
         """Look up by exact id, else by display name (case-insensitive); refuse ambiguity."""
@@ -258,8 +299,16 @@ class Gallery:
         model_idx = np.array([self._model_index(t.model) for t in templates], np.uint16)
         quality = np.array([t.quality for t in templates], np.float32)
         created = np.array([t.created for t in templates], np.float64)
+        crops = np.zeros((len(templates), self._crop_width), np.uint8)
+        if self.keep_crops:
+            for row, t in zip(crops, templates, strict=True):
+                if t.crop is not None:
+                    crop = np.asarray(t.crop)
+                    if crop.shape != CROP_SHAPE or crop.dtype != np.uint8:
+                        raise GalleryError(f"a template crop must be uint8 {CROP_SHAPE}")
+                    row[:] = crop.reshape(-1)
         keep = np.argsort(-quality, kind="stable")[: self.max_templates]
-        return created[keep], (emb / norms)[keep], quality[keep], model_idx[keep]
+        return created[keep], (emb / norms)[keep], quality[keep], model_idx[keep], crops[keep]
 
     def add_identity(
         self,
@@ -290,11 +339,11 @@ class Gallery:
     def _pop(self, identity_id: str) -> tuple[list[Any], list[Template]]:
         templates = self.templates(identity_id)
         i = self._index[identity_id]
-        created, emb, quality, model = self._columns()
+        cols = self._all_columns()
         a, b = self._offsets()[i : i + 2]
-        keep = np.ones(len(quality), bool)
+        keep = np.ones(len(cols[0]), bool)
         keep[a:b] = False
-        self._chunks = [(created[keep], emb[keep], quality[keep], model[keep])]
+        self._chunks = [tuple(c[keep] for c in cols)]
         row = self._rows.pop(i)
         self._reindex()
         self._touch()
@@ -398,7 +447,9 @@ class Gallery:
         g._reindex()
         t = len(emb)
         q = np.ones(t, np.float32) if quality is None else np.asarray(quality, np.float32)
-        g._chunks = [(np.full(t, now), emb / norms, q, np.zeros(t, np.uint16))]
+        g._chunks = [
+            (np.full(t, now), emb / norms, q, np.zeros(t, np.uint16), np.zeros((t, 0), np.uint8))
+        ]
         g.dirty = True
         return g
 
@@ -409,18 +460,25 @@ class Gallery:
         h = hashlib.sha256(repr([self._rows, [m.__dict__ for m in self._models]]).encode())
         for a in (created, emb, quality, model):
             h.update(np.ascontiguousarray(a).tobytes())
+        if self.keep_crops:  # galleries without crops keep the fingerprint they always had
+            h.update(np.ascontiguousarray(self._all_columns()[4]).tobytes())
         return h.hexdigest()
 
     def to_payload(self) -> bytes:
-        created, emb, quality, model = self._columns()
-        meta = {
+        created, emb, quality, model, crops = self._all_columns()
+        meta: dict[str, Any] = {
             "dim": self.dim,
             "max_templates": self.max_templates,
             "generation": self.generation,
             "created": self.created,
             "models": [[m.id, m.sha256] for m in self._models],
         }
-        return payload.encode(meta, payload.Columns(meta, self._rows, created, emb, quality, model))
+        if self.keep_crops:
+            meta["crop_shape"] = list(CROP_SHAPE)
+        cols = payload.Columns(
+            meta, self._rows, created, emb, quality, model, crops if self.keep_crops else None
+        )
+        return payload.encode(meta, cols)
 
     @classmethod
     def from_payload(cls, data: bytes, header: dict[str, Any], source: str) -> Gallery:
@@ -435,6 +493,7 @@ class Gallery:
                 created=float(cols.meta.get("created", 0.0)),
                 generation=int(cols.meta.get("generation", 0)),
                 source=source,
+                keep_crops=cols.crops is not None,
             )
             g._models = [ModelRef(str(m[0]), str(m[1])) for m in cols.meta["models"]]
         except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -442,7 +501,10 @@ class Gallery:
         g._rows = cols.identities
         g._reindex()
         if cols.quality.size:
-            g._chunks = [(cols.created, cols.emb, cols.quality, cols.model)]
+            crops = cols.crops
+            if crops is None:
+                crops = np.zeros((len(cols.quality), 0), np.uint8)
+            g._chunks = [(cols.created, cols.emb, cols.quality, cols.model, crops)]
         return g
 
 
@@ -523,12 +585,19 @@ class GalleryFile:
         model: ModelRef | None = None,
         max_templates: int = DEFAULT_MAX_TEMPLATES,
         dim: int = DEFAULT_DIM,
+        keep_crops: bool = False,
     ) -> Gallery:
         """Write a new, empty gallery; refuses to overwrite an existing one."""
         with WriterLock(self.path, self.lock_timeout):
             if self.path.exists():
                 raise GalleryExistsError(f"{self.path}: a gallery already exists here")
-            g = Gallery(dim=dim, max_templates=max_templates, model=model, source=str(self.path))
+            g = Gallery(
+                dim=dim,
+                max_templates=max_templates,
+                model=model,
+                source=str(self.path),
+                keep_crops=keep_crops,
+            )
             self._kdf = self.key.new_kdf()
             self.save(g)
             return g

@@ -1,7 +1,9 @@
 """Find a model file and prove it is the one the manifest pins.
 
 Search order (first hit wins): an explicit path, ``$EDGEFACE_MODELS_DIR``, the user cache
-(``$EDGEFACE_CACHE_DIR`` or ``$XDG_CACHE_HOME/edgeface/models``), the system directory
+(``$EDGEFACE_CACHE_DIR`` or ``$XDG_CACHE_HOME/edgeface/models``), the active release's
+``models/`` (``/var/lib/edgeface/current/models``, installed by ``edgeface bundle install``;
+the root is ``$EDGEFACE_DEVICE_ROOT`` when set), the system directory
 ``/var/lib/edgeface/models``, then ``../shared/models`` beside the source checkout or the
 current directory (development only). The sha256 is checked before use, so a truncated
 download or a swapped file never reaches the detector or embedder.
@@ -19,6 +21,7 @@ from edgeface.errors import ModelError
 from edgeface.modelstore.manifest import ModelEntry, get_entry, load_manifest
 
 SYSTEM_MODELS_DIR = Path("/var/lib/edgeface/models")
+DEVICE_ROOT = Path("/var/lib/edgeface")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -39,12 +42,21 @@ def user_cache_dir() -> Path:
     return Path(base) / "edgeface" / "models"
 
 
+def release_models_dir(release: Path | None = None) -> Path:
+    """``models/`` of a release directory (default: the device's ``current`` release): bundles
+    store the detector files there under their manifest paths, sha256-checked as usual."""
+    if release is None:
+        release = Path(os.environ.get("EDGEFACE_DEVICE_ROOT") or DEVICE_ROOT) / "current"
+    return release / "models"
+
+
 def search_dirs() -> list[Path]:
     dirs: list[Path] = []
     env = os.environ.get("EDGEFACE_MODELS_DIR")
     if env:
         dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
     dirs.append(user_cache_dir())
+    dirs.append(release_models_dir())
     dirs.append(SYSTEM_MODELS_DIR)
     for dev in (_REPO_ROOT.parent / "shared" / "models", Path.cwd().parent / "shared" / "models"):
         if dev not in dirs:

@@ -84,6 +84,15 @@ def default_calibration_path(embedding_space: str, flip: bool = True) -> Path:
     return Path(str(resources.files("edgeface_models").joinpath(name)))
 
 
+def calibration_beside(model_path: Path, flip: bool = True) -> Path:
+    """Where the calibration of a model file outside the manifest lives: next to it, as
+    ``<file>.calibration.json`` (``.calibration.noflip.json`` without flip). Bundles install
+    the embedder's own calibration there, and ``eval lfw --model FILE --write-calibration
+    FILE.calibration.json`` writes one."""
+    suffix = ".calibration.json" if flip else ".calibration.noflip.json"
+    return model_path.with_name(model_path.name + suffix)
+
+
 def load_calibration(
     path: Path | None = None, *, embedding_space: str | None = None, flip: bool = True
 ) -> Calibration:

@@ -23,7 +23,12 @@ from edgeface.aligner import align_face
 from edgeface.detector import DetectorConfig, MTCNNDetector
 from edgeface.embedder import Embedder, EmbedderConfig
 from edgeface.errors import ConfigError
-from edgeface.recognition.calibration import DEFAULT_FAR, Calibration, load_calibration
+from edgeface.recognition.calibration import (
+    DEFAULT_FAR,
+    Calibration,
+    calibration_beside,
+    load_calibration,
+)
 from edgeface.types import Face
 
 Selection = Literal["largest", "central"]
@@ -126,13 +131,26 @@ class FacePipeline:
         cfg = config or PipelineConfig()
         embedder = Embedder.from_config(cfg.embedder)
         path = None if cfg.calibration is None else Path(cfg.calibration)
+        if path is None and cfg.embedder.path is not None:
+            beside = calibration_beside(Path(cfg.embedder.path), embedder.flip)
+            path = beside if beside.is_file() else None
         try:
             calibration = load_calibration(
                 path, embedding_space=embedder.model_id, flip=embedder.flip
             )
         except ConfigError:
-            if path is not None:
+            if cfg.calibration is not None:
                 raise
+            calibration = None
+        if calibration is not None and calibration.model_sha256 != embedder.model_sha256:
+            # thresholds of another file (e.g. the float model's for an INT8 build) would set
+            # an unmeasured false accept rate: refuse rather than guess
+            if cfg.calibration is not None:
+                raise ConfigError(
+                    f"{cfg.calibration}: calibration is for model sha256 "
+                    f"{calibration.model_sha256[:12]}, the embedder is "
+                    f"{embedder.model_sha256[:12]}"
+                )
             calibration = None
         return cls(
             MTCNNDetector(cfg.detector),
@@ -149,8 +167,9 @@ class FacePipeline:
     def threshold(self, far: float = DEFAULT_FAR) -> float:
         if self.calibration is None:
             raise ConfigError(
-                f"no calibration for embedding model '{self.embedder.model_id}'; "
-                "run: edgeface eval lfw --write-calibration"
+                f"no calibration for embedding model '{self.embedder.model_id}' with sha256 "
+                f"{self.embedder.model_sha256[:12]}; run: edgeface eval lfw --model FILE "
+                "--write-calibration FILE.calibration.json"
             )
         return self.calibration.threshold(far)
 

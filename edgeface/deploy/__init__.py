@@ -1,0 +1,1 @@
+"""Carrying signed bundles to devices over OpenSSH (``edgeface deploy push``)."""

@@ -1,0 +1,154 @@
+"""Wiring: turn a :class:`KioskConfig` into a running engine (camera, pipeline, gallery, audit).
+
+The door's builders are reused where the meaning is the same (gallery key from a systemd
+credential or key file, the camera wrapped for reconnects), so the kiosk and the door open
+the same gallery the same way. ``--check`` is here too, in the door's one-line-per-check form.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from typing import Any
+
+from edgeface.camera import Backoff, FrameSource, ResilientSource, open_source
+from edgeface.door.audit import AuditLog
+from edgeface.door.health import CheckResult, _check, check_camera, check_models
+from edgeface.errors import ConfigError, EdgefaceError
+from edgeface.kiosk.config import KioskConfig
+from edgeface.kiosk.engine import KioskEngine
+from edgeface.kiosk.secrets_store import PinStore, ensure_private_dir
+
+
+def gallery_file(cfg: KioskConfig) -> Any:
+    from edgeface.door.service import gallery_key
+    from edgeface.gallery.store import GalleryFile
+
+    if cfg.gallery.path is None:
+        raise ConfigError("gallery.path: required (the gallery the kiosk enrolls into)")
+    return GalleryFile(cfg.gallery.path, gallery_key(cfg), lock_timeout=10.0)  # type: ignore[arg-type]
+
+
+def build_pipeline(cfg: KioskConfig) -> Any:
+    """The shared recognition pipeline, searching faces a little smaller than any gate so the
+    screen can say "come closer" instead of nothing."""
+    from edgeface.detector import DetectorConfig
+    from edgeface.embedder import EmbedderConfig
+    from edgeface.recognition import FacePipeline, PipelineConfig
+
+    rc = cfg.recognition
+    smallest = min(cfg.verify.policy.min_face_size, cfg.enroll.gates.min_face_size)
+    return FacePipeline.from_config(
+        PipelineConfig(
+            detector=DetectorConfig(
+                min_face_size=max(20.0, 0.6 * smallest), backend=rc.detector_backend
+            ),
+            embedder=EmbedderConfig(
+                model=rc.embedder_model,
+                path=str(rc.embedder_path) if rc.embedder_path else None,
+            ),
+            select=rc.select,  # type: ignore[arg-type]
+            min_face_size=max(20.0, 0.6 * smallest),
+        )
+    )
+
+
+def build_source(cfg: KioskConfig, on_event: Any = None) -> FrameSource:
+    inner = open_source(cfg.camera)
+    if not inner.live:
+        return inner
+    return ResilientSource(
+        inner,
+        backoff=Backoff(
+            initial=float(cfg.camera.get("reconnect_initial_s", 0.5)),
+            maximum=float(cfg.camera.get("reconnect_max_s", 30.0)),
+        ),
+        on_event=on_event,
+    )
+
+
+def open_gallery(cfg: KioskConfig, pipeline: Any) -> Any:
+    """The gallery file, created (empty, bound to the embedder) on the kiosk's first start."""
+    from edgeface.gallery.store import ModelRef
+
+    gf = gallery_file(cfg)
+    if not gf.exists():
+        try:
+            gf.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"{gf.path.parent}: cannot create ({exc.strerror})") from exc
+        gf.create(model=ModelRef.of(pipeline.embedder))
+    return gf
+
+
+def build_engine(
+    cfg: KioskConfig, *, source: FrameSource | None = None, pipeline: Any = None
+) -> KioskEngine:
+    ensure_private_dir(cfg.state_dir)
+    pipeline = pipeline or build_pipeline(cfg)
+    rc = cfg.recognition
+    threshold = rc.threshold if rc.threshold is not None else pipeline.threshold(far=rc.far)
+    gf = open_gallery(cfg, pipeline)
+    audit = AuditLog(cfg.audit.path, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep)
+    hooks: list[Any] = []
+    src = source or build_source(cfg, lambda event, detail: [h(event, detail) for h in hooks])
+    engine = KioskEngine(
+        cfg, source=src, pipeline=pipeline, gallery_file=gf, audit=audit, threshold=threshold
+    )
+    hooks.append(engine.on_camera_event)
+    if isinstance(src, ResilientSource) and source is None:
+        src.should_stop = lambda: engine.stopping
+    return engine
+
+
+def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:
+    """``edgeface kiosk --check``: config, models, gallery key and file, state directory,
+    operator PIN, audit chain, one camera frame; one ``ok``/``FAIL`` line each."""
+    from edgeface.door.config import DoorConfig
+    from edgeface.door.health import check_audit
+
+    door_like = DoorConfig(
+        camera=cfg.camera,
+        actuator={"kind": "dryrun"},
+        recognition=cfg.recognition,
+        gallery=cfg.gallery,
+        audit=cfg.audit,
+    )
+    results = [CheckResult("config", True, f"{cfg.source} is valid")]
+    results += check_models(door_like)
+
+    def gallery() -> str:
+        from edgeface.door.service import gallery_key
+
+        key = gallery_key(door_like)
+        gf = gallery_file(cfg)
+        if not gf.exists():
+            return f"{gf.path}: not there yet, the kiosk creates it (key {key.description})"
+        g = gf.load()
+        return f"{gf.path}: {len(g)} identities, decrypted and authenticated"
+
+    results.append(_check("gallery", gallery))
+
+    def state() -> str:
+        d = cfg.state_dir
+        if d.exists() and not os.access(d, os.W_OK):
+            raise EdgefaceError(f"{d}: state directory not writable")
+        if not d.exists() and not os.access(d.parent, os.W_OK):
+            raise EdgefaceError(f"{d.parent}: cannot create the state directory here")
+        return f"{d}: writable"
+
+    results.append(_check("state directory", state))
+
+    def pin() -> str:
+        store = PinStore(cfg.state_dir, min_digits=cfg.operator.pin_min_digits)
+        if not store.is_set:
+            raise EdgefaceError(
+                f"{store.path}: no operator PIN; set one with `edgeface kiosk pin --config ...`"
+            )
+        return f"{store.path}: set (scrypt hash)"
+
+    results.append(_check("operator PIN", pin))
+    results.append(check_audit(door_like))
+    if camera:
+        results.append(check_camera(replace(door_like)))
+    return results
