@@ -1,0 +1,1 @@
+"""Decision thresholds per embedding model (JSON files from ``eval lfw --write-calibration``)."""
