@@ -1,1 +1,0 @@
-"""Decision thresholds per embedding model (JSON files from ``eval lfw --write-calibration``)."""
