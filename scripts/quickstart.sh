@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Install edgeface and run its main job offline: detect faces and verify two photos.
+# Installs only what detect + verify need (the `onnx` extra: ONNX Runtime, no TensorFlow).
 # Usage: bash scripts/quickstart.sh [IMAGE_A IMAGE_B]   (defaults: two LFW photos in ../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh "onnx,tools"
+echo "== install (.venv, edgeface[onnx]) and models"
+PIP_QUIET_FLAGS=-qq bash scripts/bootstrap.sh "onnx" mtcnn mobilefacenet-dyn
 lfw="../shared/data/lfw/images"
 a="${1:-$lfw/Tony_Blair/Tony_Blair_0001.jpg}"
 b="${2:-$lfw/Tony_Blair/Tony_Blair_0010.jpg}"

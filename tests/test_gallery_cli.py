@@ -4,6 +4,7 @@ The CLI's pipeline factory is pointed at the session pipeline so models load onc
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from types import SimpleNamespace
@@ -61,6 +62,7 @@ def test_full_cycle(cli, lfw_people, tmp_path):
     code, out, _ = cli("identify", str(lfw_people["Ben_Affleck"][0]), "--json")
     res = json.loads(out)["faces"][0]
     assert res["label"] == "unknown" and res["known"] is False
+    assert code == 1  # an unknown face: exit 1, like verify's "different"
 
     # same name again: refused unless --add / --new
     code, _, err = cli("gallery", "enroll", "Abdullah Gul", str(gul[2]), "--take-largest")
@@ -131,8 +133,8 @@ def test_key_errors(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEFACE_GALLERY_KEY_FILE", str(tmp_path / "g.key"))
     assert main_err(["gallery", "list", "--gallery", str(tmp_path / "g.efg")])[0] == 0
     # tampered file: exit 9, and check --restore brings the backup back
-    with pytest.raises(SystemExit):
-        main(["gallery", "list", "--key-file"])  # argparse usage error, not a traceback
+    # argparse usage error: exit 2, not a traceback
+    assert main(["gallery", "list", "--key-file"]) == 2
     data = bytearray((tmp_path / "g.efg").read_bytes())
     assert main_err(["gallery", "check", "--gallery", str(tmp_path / "g.efg")])[0] == 0
     data[-3] ^= 0x40
@@ -246,4 +248,77 @@ def test_check_restore_from_backup(cli, tmp_path):
     code, out, err = cli("gallery", "check", "--restore")
     assert code == 0 and "restored generation" in out, err
     assert [i.name for i in gf.load().identities()] == ["Kept"]
-    assert list(tmp_path.glob("g.efg.damaged-*"))
+    assert len(list(tmp_path.glob("g.efg.damaged-*"))) == 1
+    # damaged again within the same second: the first damaged copy is kept, not overwritten
+    data = bytearray(gf.path.read_bytes())
+    data[len(data) // 2] ^= 1
+    gf.path.write_bytes(bytes(data))
+    assert cli("gallery", "check", "--restore")[0] == 0
+    assert len(list(tmp_path.glob("g.efg.damaged-*"))) == 2
+
+
+def test_init_refuses_a_missing_directory(cli, tmp_path):
+    code, _, err = cli(
+        "gallery",
+        "init",
+        "--gallery",
+        str(tmp_path / "no" / "dir" / "g.efg"),
+        "--create-key",
+        base_args=False,
+    )
+    assert code == 7 and "does not exist" in err
+    assert not (tmp_path / "no").exists()
+
+
+def test_passphrase_files_are_checked_like_key_files(tmp_path, monkeypatch):
+    gallery = ["--gallery", str(tmp_path / "g.efg")]
+    phrase = tmp_path / "phrase"
+    phrase.write_text("correct horse battery staple 42\n")
+    phrase.chmod(0o644)
+    code, _, err = main_err(["gallery", "init", *gallery, "--passphrase-file", str(phrase)])
+    assert code == 11 and "chmod 600" in err and len(err.strip().splitlines()) == 1
+    phrase.chmod(0o600)
+    assert main_err(["gallery", "init", *gallery, "--passphrase-file", str(phrase)])[0] == 0
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    for option in ("--passphrase-file", "--key-file"):  # refused at once, never waited on
+        code, _, err = main_err(["gallery", "list", *gallery, option, str(fifo)])
+        assert code == 11 and "not a regular file" in err
+    code, _, err = main_err(
+        ["gallery", "list", "--gallery", str(fifo), "--passphrase-file", str(phrase)]
+    )
+    assert code == 7 and "not a regular file" in err  # a FIFO as the gallery: no wait either
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal
+    code, _, err = main_err(["gallery", "list", *gallery, "--ask-passphrase"])
+    assert code == 11 and "needs a terminal" in err
+
+
+def test_identify_select_and_labelled_faces(cli, lfw_dir, tmp_path):
+    """Laura_Bush_0030 has a man beside her: 'largest' picks him, 'central' picks her."""
+    photo = lfw_dir / "images" / "Laura_Bush" / "Laura_Bush_0030.jpg"
+    assert cli("gallery", "init", "--create-key")[0] == 0
+    others = [lfw_dir / "images" / "Laura_Bush" / f"Laura_Bush_000{i}.jpg" for i in (1, 2, 3)]
+    assert cli("gallery", "enroll", "Laura Bush", *map(str, others))[0] == 0
+    code, out, _ = cli("identify", str(photo), "--select", "central")
+    assert code == 0 and out.startswith("Laura Bush"), out
+    code, out, _ = cli("identify", str(photo), "--all-faces")
+    lines = out.strip().splitlines()
+    assert len(lines) >= 2 and all(line.startswith("face ") for line in lines), out
+    assert any("Laura Bush" in line for line in lines) and any("unknown" in line for line in lines)
+    assert code == 0  # someone enrolled is in the photo
+
+
+def test_enroll_camera_looks_at_exactly_frames(cli, lfw_dir, tmp_path):
+    """--frames N: the first N camera frames (every 3rd assessed), never frame N or later."""
+    folder = tmp_path / "cam"
+    folder.mkdir()
+    for i, p in enumerate(sorted((lfw_dir / "images" / "Colin_Powell").glob("*.jpg"))[:28]):
+        (folder / f"{i:03d}.jpg").symlink_to(p)
+    assert cli("gallery", "init", "--create-key")[0] == 0
+    code, out, err = cli(
+        "gallery", "enroll", "Colin Powell", "--camera", str(folder), "--frames", "20", "--json"
+    )
+    assert code == 0, err
+    labels = [i["source"] for i in json.loads(out)[0]["images"]]
+    indices = [int(s.rsplit("#frame", 1)[1]) for s in labels]
+    assert indices and max(indices) < 20 and all(i % 3 == 0 for i in indices), labels

@@ -103,3 +103,24 @@ def test_passphrase_rules():
         Passphrase("short").check_strength()
     Passphrase("long enough passphrase").check_strength()
     assert "long enough" not in repr(Passphrase("long enough passphrase"))
+
+
+def test_resolve_key_takes_exactly_one_source(tmp_path, monkeypatch):
+    from edgeface.errors import ConfigError
+    from edgeface.gallery.keysource import KeyChoice, resolve_key
+
+    monkeypatch.delenv("EDGEFACE_GALLERY_KEY_FILE", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setenv("PHRASE", "correct horse battery staple 42")
+    key = tmp_path / "k"
+    with pytest.raises(ConfigError, match="only one key source"):
+        resolve_key(KeyChoice(key_file=str(key), passphrase_env="PHRASE"))
+    assert resolve_key(KeyChoice(), fallback=False) is None
+    with pytest.raises(KeySourceError, match="no gallery key given"):
+        resolve_key(KeyChoice())
+    created = []
+    src = resolve_key(
+        KeyChoice(key_file=str(key)), new=True, create_key=True, on_created=created.append
+    )
+    assert created == [key] and src is not None and (key.stat().st_mode & 0o777) == 0o600
+    assert resolve_key(KeyChoice(passphrase_env="PHRASE")) is not None

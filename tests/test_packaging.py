@@ -29,6 +29,18 @@ def _package_folders(root: Path, import_name: str) -> set[str]:
     return found
 
 
+def _data_folders(cfg: dict, dirs: dict[str, Path]) -> set[str]:
+    """Data-only packages (calibration JSON, the kiosk's web files): folders without
+    ``__init__.py`` that are listed with their own package-data, so that setuptools neither
+    warns about them nor leaves them out."""
+    found = set()
+    for name in cfg.get("package-data", {}):
+        top, *rest = name.split(".")
+        if top in dirs and rest and dirs[top].joinpath(*rest).is_dir():
+            found.add(name)
+    return found
+
+
 def test_every_package_folder_is_listed() -> None:
     cfg = _setuptools()
     listed = set(cfg["packages"])
@@ -37,5 +49,6 @@ def test_every_package_folder_is_listed() -> None:
     on_disk: set[str] = set()
     for import_name, folder in dirs.items():
         on_disk |= _package_folders(folder, import_name)
+    on_disk |= _data_folders(cfg, dirs)
     assert on_disk - listed == set(), "package folders missing from pyproject.toml"
     assert listed - on_disk == set(), "pyproject.toml lists packages that do not exist"

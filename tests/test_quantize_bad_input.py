@@ -42,7 +42,7 @@ def test_calibration_dir_without_faces(tmp_path: Path, capsys, models_ready: Non
             "mobilefacenet",
             "--cache-dir",
             str(tmp_path / "cache"),
-            "--quiet",
+            "--no-progress",
         ]
     )
     assert code == NoFaceError.exit_code
@@ -96,7 +96,7 @@ def test_corrupt_float_model(
             str(bad),
             "--cache-dir",
             str(tmp_path / "cache"),
-            "--quiet",
+            "--no-progress",
         ]
     )
     assert code == ModelError.exit_code

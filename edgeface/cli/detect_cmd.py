@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from edgeface.detector import DetectorConfig, MTCNNDetector
-from edgeface.errors import EdgefaceError, StorageError
+from edgeface.errors import ConfigError, EdgefaceError, StorageError
 from edgeface.imaging import load_image
 from edgeface.types import Face
 
@@ -39,9 +39,11 @@ def draw_faces(image_rgb: np.ndarray, faces: list[Face]) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    detector = MTCNNDetector(DetectorConfig(min_face_size=args.min_face))
     if args.draw and len(args.images) > 1:
-        raise EdgefaceError("--draw takes a single IMAGE")
+        raise ConfigError("--draw takes a single IMAGE")
+    if args.draw and not cv2.haveImageWriter(str(args.draw)):
+        raise ConfigError(f"--draw {args.draw}: not an image file name (use .png or .jpg)")
+    detector = MTCNNDetector(DetectorConfig(min_face_size=args.min_face))
     results = []
     failures = 0
     for path in args.images:

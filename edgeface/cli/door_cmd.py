@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -55,12 +56,25 @@ def _door(args: argparse.Namespace) -> int:
 
     daemon = build_daemon(cfg)
     daemon.install_signal_handlers()
+    interrupted: list[int] = []
+
+    def on_ctrl_c(signum: int, frame: object) -> None:
+        # the daemon's own handler locks the relay and stops the loop; a Ctrl-C then exits
+        # 130 like every other command (SIGTERM from systemd stays a clean 0)
+        interrupted.append(signum)
+        daemon.request_stop(signum, frame)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
     agent = attach_fleet(daemon, cfg)  # None without [mqtt]
     try:
-        return daemon.run(max_frames=args.max_frames)
+        code = daemon.run(max_frames=args.max_frames)
     finally:
         if agent is not None:
             agent.close()
+    if interrupted and code == 0:
+        print("edgeface: interrupted", file=sys.stderr)
+        return 130
+    return code
 
 
 def _verify(args: argparse.Namespace) -> int:

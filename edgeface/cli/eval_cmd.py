@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgeface.cli.options import add_progress_option, progress
 from edgeface.errors import ConfigError, StorageError
 
 T = TypeVar("T")
@@ -41,20 +41,7 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
         "../shared/data)",
     )
     p.add_argument("--out", metavar="JSON", help="write the full report as JSON here")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
-
-
-def progress(items: Iterable[T], args: argparse.Namespace, desc: str, total: int) -> Iterator[T]:
-    """tqdm on stderr when available and wanted; the plain iterable otherwise."""
-    if getattr(args, "no_progress", False):
-        yield from items
-        return
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        yield from items
-        return
-    yield from tqdm(items, desc=desc, total=total, unit="img", file=sys.stderr, leave=False)
+    add_progress_option(p)
 
 
 def write_json(path: str | Path, report: dict[str, Any]) -> None:

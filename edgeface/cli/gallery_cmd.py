@@ -15,30 +15,19 @@ that ``gallery migrate`` can re-embed everyone for a new embedder.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from edgeface.cli.options import add_progress_option, progress
 from edgeface.errors import ConfigError, EdgefaceError, NoFaceError
-from edgeface.gallery import (
-    GalleryError,
-    GalleryFile,
-    KeySource,
-    KeySourceError,
-    ModelRef,
-    Passphrase,
-    TamperedError,
-    create_key_file,
-    load_key_file,
-    load_systemd_credential,
-)
-from edgeface.gallery.durable import WriterLock, atomic_write
-from edgeface.gallery.keys import CREDENTIAL_DEFAULT_NAME
+from edgeface.gallery import GalleryError, GalleryFile, KeySource, ModelRef, TamperedError
+from edgeface.gallery.durable import WriterLock
+from edgeface.gallery.keysource import KeyChoice, default_gallery_path, resolve_key
+from edgeface.gallery.repair import restore_from_backup
 
 DEFAULT_FAR = 1e-3
 
@@ -54,14 +43,6 @@ pipeline_factory: Callable[[], Any] = _default_pipeline
 
 
 # --------------------------------------------------------------------------- options
-def default_gallery_path() -> Path:
-    env = os.environ.get("EDGEFACE_GALLERY")
-    if env:
-        return Path(env)
-    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "edgeface" / "gallery.efg"
-
-
 def _add_key_options(p: argparse.ArgumentParser, prefix: str = "", what: str = "") -> None:
     dest = prefix.replace("-", "_")
     g = p.add_argument_group(f"{what or 'gallery'} key (one of)")
@@ -81,7 +62,7 @@ def _add_key_options(p: argparse.ArgumentParser, prefix: str = "", what: str = "
         f"--{prefix}passphrase-file",
         dest=f"{dest}passphrase_file",
         metavar="PATH",
-        help="read the passphrase from the first line of a file",
+        help="read the passphrase from the first line of a file (mode 0600)",
     )
     g.add_argument(
         f"--{prefix}ask-passphrase",
@@ -108,75 +89,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     _add_key_options(p)
 
 
-def _read_passphrase_file(path: str) -> str:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise KeySourceError(f"{path}: cannot read passphrase file ({exc.strerror})") from exc
-    lines = text.splitlines()
-    return lines[0] if lines else ""
-
-
 def key_from_args(
     args: argparse.Namespace, prefix: str = "", *, new: bool = False, fallback: bool = True
 ) -> KeySource | None:
-    """The key source chosen by the options with ``prefix`` (``""``, ``to_``, ``new_``...).
+    """The key source chosen by the options with ``prefix`` (``""``, ``to_``, ``new_``...);
+    the rules are :func:`edgeface.gallery.keysource.resolve_key`'s."""
+    choice = KeyChoice(
+        **{f: getattr(args, f"{prefix}{f}", None) or None for f in KeyChoice.__dataclass_fields__}
+    )
 
-    ``new``: the key protects a file about to be written (init, rekey, export): passphrases
-    are asked twice and must be long enough; ``--create-key`` may create the key file.
-    """
+    def created(path: Path) -> None:
+        print(f"created key file {path} (mode 0600); keep a copy off the device", file=sys.stderr)
 
-    def opt(name: str) -> Any:
-        return getattr(args, f"{prefix}{name}", None)
-
-    chosen = [
-        n
-        for n in ("key_file", "passphrase_env", "passphrase_file", "ask_passphrase", "credential")
-        if opt(n)
-    ]
-    if len(chosen) > 1:
-        flags = ", ".join("--" + (prefix + n).replace("_", "-") for n in chosen)
-        raise ConfigError(f"give only one key source ({flags})")
-    source: KeySource | None = None
-    if opt("key_file"):
-        path = Path(opt("key_file"))
-        if new and getattr(args, "create_key", False) and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            source = create_key_file(path)
-            print(
-                f"created key file {path} (mode 0600); keep a copy off the device", file=sys.stderr
-            )
-        else:
-            source = load_key_file(path)
-    elif opt("passphrase_env"):
-        var = opt("passphrase_env")
-        if var not in os.environ:
-            raise KeySourceError(f"environment variable {var} is not set")
-        source = Passphrase(os.environ[var])
-    elif opt("passphrase_file"):
-        source = Passphrase(_read_passphrase_file(opt("passphrase_file")))
-    elif opt("ask_passphrase"):
-        first = getpass.getpass("Gallery passphrase: ")
-        if new and first != getpass.getpass("Repeat passphrase: "):
-            raise KeySourceError("the two passphrases differ")
-        source = Passphrase(first)
-    elif opt("credential"):
-        source = load_systemd_credential(opt("credential"))
-    elif fallback and not prefix:
-        env_key = os.environ.get("EDGEFACE_GALLERY_KEY_FILE")
-        creds = os.environ.get("CREDENTIALS_DIRECTORY")
-        if env_key:
-            source = load_key_file(env_key)
-        elif creds and (Path(creds) / CREDENTIAL_DEFAULT_NAME).exists():
-            source = load_systemd_credential(CREDENTIAL_DEFAULT_NAME)
-        else:
-            raise KeySourceError(
-                "no gallery key given: use --key-file, --passphrase-env, --passphrase-file, "
-                "--ask-passphrase or --credential (or set EDGEFACE_GALLERY_KEY_FILE)"
-            )
-    if new and isinstance(source, Passphrase):
-        source.check_strength()
-    return source
+    return resolve_key(
+        choice,
+        new=new,
+        create_key=getattr(args, "create_key", False),
+        fallback=fallback and not prefix,
+        flag_prefix=prefix.replace("_", "-"),
+        on_created=created,
+    )
 
 
 def _gallery_file(args: argparse.Namespace, *, new: bool = False) -> GalleryFile:
@@ -258,6 +190,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="camera index, /dev/videoN, picamera2, a video file or image folder",
     )
     a.add_argument("--frames", type=int, default=100, help="camera frames to look at (100)")
+    add_progress_option(a)
     mode = a.add_mutually_exclusive_group()
     mode.add_argument(
         "--add",
@@ -344,20 +277,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="false accept rate whose calibrated threshold decides (1e-3)",
     )
     a.add_argument("--threshold", type=float, help="cosine threshold (overrides --far)")
-    a.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
+    a.add_argument(
+        "--select",
+        choices=["largest", "central"],
+        default="largest",
+        help="which face when there are several (default: largest)",
+    )
+    a.add_argument("--all-faces", action="store_true", help="every face, each labelled")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_identify)
 
 
 # --------------------------------------------------------------------------- commands
 def _init(args: argparse.Namespace) -> int:
-    gf = _gallery_file(args, new=True)
     if args.max_templates < 1:
         raise ConfigError("--max-templates must be at least 1")
-    try:
-        gf.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise GalleryError(f"{gf.path.parent}: cannot create directory ({exc.strerror})") from exc
+    path = args.gallery or default_gallery_path()
+    if args.gallery is None:  # the default place (XDG data dir) is ours to create
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise GalleryError(f"{path.parent}: cannot create directory ({exc.strerror})") from exc
+    elif not path.parent.is_dir():  # a typo in --gallery must not create a directory tree
+        raise GalleryError(f"{path.parent}: directory does not exist; create it first")
+    gf = _gallery_file(args, new=True)
     gf.create(max_templates=args.max_templates, keep_crops=args.keep_crops)
     crops = ", keeps face crops" if args.keep_crops else ""
     print(f"created empty gallery {gf.path} ({gf.key.description}{crops})")
@@ -450,12 +393,15 @@ def _enroll(args: argparse.Namespace) -> int:
     enroller = Enroller(
         pipeline, gates=_gates(args), max_templates=max_t, take_largest=args.take_largest
     )
+    if args.frames < 1:
+        raise ConfigError("--frames must be at least 1")
     plans = []
     for name, files in jobs:
         if files is None:
-            plan = enroller.from_frames(name, camera_frames(args.camera), max_frames=args.frames)
+            frames = camera_frames(args.camera, max_frames=args.frames)
+            plan = enroller.from_frames(name, frames, max_frames=args.frames)
         else:
-            plan = enroller.from_files(name, files)
+            plan = enroller.from_files(name, progress(files, args, name, len(files)))  # type: ignore[arg-type]
         plans.append(plan)
         if not args.json:
             for c in plan.candidates:
@@ -616,11 +562,7 @@ def _check(args: argparse.Namespace) -> int:
     except TamperedError as exc:
         if not args.restore:
             raise
-        with WriterLock(gf.path):
-            backup = gf.load_backup()  # raises if the backup is bad too
-            damaged = gf.path.with_name(f"{gf.path.name}.damaged-{int(time.time())}")
-            os.replace(gf.path, damaged)
-            atomic_write(gf.path, gf.backup_path.read_bytes(), backup=False)
+        backup, damaged = restore_from_backup(gf)
         print(
             f"{gf.path}: was damaged ({exc}); restored generation {backup.generation} "
             f"from {gf.backup_path}; the damaged file is kept as {damaged}"
@@ -687,20 +629,29 @@ def _identify(args: argparse.Namespace) -> int:
     if not faces:
         raise NoFaceError(f"{args.image}: no face found")
     if not args.all_faces:
-        faces = faces[:1] if len(faces) == 1 else [max(faces, key=lambda r: r.face.area)]
+        from edgeface.recognition.pipeline import select_face
+
+        chosen = select_face([r.face for r in faces], image.shape, args.select)
+        faces = [r for r in faces if r.face is chosen]
     out = []
-    for r in faces:
+    for n, r in enumerate(faces, 1):
         d = g.identify(r.embedding, threshold, k=args.top_k, model=model)
         out.append({"face": r.face.to_dict(), **d.to_dict()})
-        if not args.json:
-            if d.known and d.best:
-                print(
-                    f"{d.best.name}  score {d.best.score:.3f} (threshold {threshold:.3f})"
-                    f"  id {d.best.identity_id}"
-                )
-            else:
-                best = f"best: {d.best.name} {d.best.score:.3f}" if d.best else "gallery empty"
-                print(f"unknown  ({best}; threshold {threshold:.3f})")
+        if args.json:
+            continue
+        label = ""
+        if args.all_faces:
+            box = ", ".join(f"{v:.0f}" for v in r.face.box)
+            label = f"face {n}/{len(faces)} [{box}]: "
+        if d.known and d.best:
+            print(
+                f"{label}{d.best.name}  score {d.best.score:.3f} (threshold {threshold:.3f})"
+                f"  id {d.best.identity_id}"
+            )
+        else:
+            best = f"best: {d.best.name} {d.best.score:.3f}" if d.best else "gallery empty"
+            print(f"{label}unknown  ({best}; threshold {threshold:.3f})")
     if args.json:
         _print_json({"image": str(args.image), "faces": out})
-    return 0
+    # like verify: 0 = someone enrolled is in the photo, 1 = only strangers, 5 = no face
+    return 0 if any(o["known"] for o in out) else 1

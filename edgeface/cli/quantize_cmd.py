@@ -53,7 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--float-model", type=Path, help="float ONNX (default: mobilefacenet-dyn)")
     b.add_argument("--cache-dir", type=Path, help="calibration cache (default: user cache)")
     b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--quiet", action="store_true", help="no progress bars")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     b.set_defaults(func=_build)
 
     r = qsub.add_parser("report", help="size, speed, LFW accuracy, cosine and MTCNN agreement")
@@ -74,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     bn.add_argument("--report", type=Path, help="quantization_report.json: the accuracy budget")
     bn.add_argument("--runs", type=int, default=100)
     bn.add_argument("--threads", type=int, default=2)
-    bn.add_argument("--json", type=Path, help="write the timings and the pick here")
+    bn.add_argument("--json", action="store_true", help="print the timings and the pick as JSON")
+    bn.add_argument("--out", type=Path, metavar="JSON", help="also write that JSON here")
     bn.set_defaults(func=_bench)
 
 
@@ -164,7 +165,7 @@ def _build(args: argparse.Namespace) -> int:
             min_faces=min(args.min_faces, args.faces),
             seed=args.seed,
             cache_dir=args.cache_dir,
-            progress=not args.quiet,
+            progress=not args.no_progress,
         )
         print(f"calibration: {len(calib)} aligned faces from {args.calib_dir}")
         opts = BuildOptions(
@@ -174,7 +175,7 @@ def _build(args: argparse.Namespace) -> int:
             onnx_variants=also,
             float_model=args.float_model,  # type: ignore[arg-type]
         )
-        built += build_mobilefacenet(out, calib, opts, progress=not args.quiet)
+        built += build_mobilefacenet(out, calib, opts, progress=not args.no_progress)
     if "mtcnn" in what:
         built += build_mtcnn(
             out,
@@ -182,7 +183,7 @@ def _build(args: argparse.Namespace) -> int:
             images=args.mtcnn_images,
             tflite=not args.no_tflite,
             float_heads=not args.mtcnn_int8_heads,
-            progress=not args.quiet,
+            progress=not args.no_progress,
         )
     for name in built:
         rec = out.records[name]
@@ -288,6 +289,11 @@ def _bench(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.report}: unreadable report ({exc})") from exc
         budget = {r["file"]: bool(r.get("meets_goals")) for r in rep.get("embedder", [])}
     result = bench_embedders(args.artifacts, runs=args.runs, threads=args.threads, budget=budget)
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
     print(f"{'variant':<36} {'backend':<12} {'ms/face':>8}  budget")
     for r in result["variants"]:  # type: ignore[union-attr]
         if "error" in r:
@@ -298,6 +304,4 @@ def _bench(args: argparse.Namespace) -> int:
     pick = result["fastest_within_budget"]
     if pick:
         print(f"fastest within the accuracy budget: {pick['variant']} ({pick['backend']})")  # type: ignore[index]
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -9,8 +9,9 @@ How: the frame sits in a shared memory file (``memfd``; the uint8 frame and its 
 copy, written once by the main process), so a helper never receives pixels through the
 pipe. Requests and results (scales, boxes, network outputs: a few KB) go through the
 helper's stdin/stdout as a JSON header plus raw array bytes. Nothing is pickled, and the
-helper is started with ``python -m edgeface.detector.helper_main``, so nothing of the
-caller's ``__main__`` is re-run (as ``multiprocessing`` would).
+helper runs ``edgeface.detector.helper_main`` in a fresh interpreter (SIGINT ignored from its
+first statement), so nothing of the caller's ``__main__`` is re-run (as ``multiprocessing``
+would).
 
 A helper that dies, hangs or answers with an error is reported once and stopped; its share
 is then done in the main process, so detection goes on (slower) with the same results.
@@ -140,12 +141,21 @@ def _shared_fd() -> int:
 # -- main-process side ------------------------------------------------------------------------
 
 
+#: how a helper starts: Ctrl-C reaches the whole process group, and the main process decides
+#: what happens (it closes the helpers' pipes; they exit at EOF), so the helper ignores SIGINT
+#: before it imports anything: one arriving during the numpy import would print a traceback
+_HELPER_BOOT = (
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); import runpy; "
+    "runpy.run_module('edgeface.detector.helper_main', run_name='__main__', alter_sys=True)"
+)
+
+
 class HelperProcess:
     """One helper process: it opens the MTCNN weights itself and answers share requests."""
 
     def __init__(self, weights: Path, frame_fd: int, cpu: int | None = None) -> None:
         self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-m", "edgeface.detector.helper_main", str(weights), str(frame_fd)],
+            [sys.executable, "-c", _HELPER_BOOT, str(weights), str(frame_fd)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             pass_fds=(frame_fd,),

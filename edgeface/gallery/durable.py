@@ -28,6 +28,7 @@ from types import TracebackType
 
 from edgeface.errors import StorageError
 from edgeface.gallery.errors import GalleryError, GalleryNotFoundError, LockTimeoutError
+from edgeface.storage import read_regular_file
 
 BACKUP_SUFFIX = ".bak"
 LOCK_SUFFIX = ".lock"
@@ -128,20 +129,23 @@ def copy_file(src: Path, dst: Path) -> None:
         atomic_write(dst, f.read(), backup=False)
 
 
+#: the largest gallery file read (100,000 people x 5 templates is about 260 MB)
+MAX_GALLERY_BYTES = 1 << 30
+
+
 def read_file(path: str | os.PathLike[str]) -> bytes:
-    """Read a whole gallery file, turning OS errors into gallery errors naming the file."""
+    """Read a whole gallery file, turning OS errors into gallery errors naming the file.
+
+    Only a regular file of at most :data:`MAX_GALLERY_BYTES` is read: a FIFO or a device
+    given as the gallery is refused at once instead of blocking or filling the memory."""
     p = Path(path)
-    try:
-        with open(p, "rb") as f:
-            return f.read()
-    except FileNotFoundError as exc:
+    if not p.exists() and not p.is_symlink():
         raise GalleryNotFoundError(
             f"{p}: gallery not found (create it with `edgeface gallery init`)"
-        ) from exc
-    except IsADirectoryError as exc:
-        raise GalleryError(f"{p}: is a directory, not a gallery file") from exc
-    except OSError as exc:
-        raise GalleryError(f"{p}: cannot read gallery ({exc.strerror or exc})") from exc
+        )
+    return read_regular_file(
+        p, max_bytes=MAX_GALLERY_BYTES, what="gallery file", error=GalleryError
+    )
 
 
 def remove_stale_temps(path: Path) -> int:
@@ -218,3 +222,22 @@ __all__ = [
     "read_file",
     "remove_stale_temps",
 ]
+
+
+def set_aside_damaged(path: Path) -> Path:
+    """Move a damaged gallery out of the way under a name no earlier damaged copy has
+    (``NAME.damaged-YYYYmmddTHHMMSS[-N]``); the rename never replaces a file. Call it with
+    the writer lock held."""
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime())
+    for n in range(1000):
+        dest = path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{n}" if n else ""))
+        try:
+            os.link(path, dest)  # fails if dest exists: an earlier copy is never overwritten
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot keep the damaged copy ({exc.strerror})") from exc
+        os.unlink(path)
+        fsync_dir(path.parent)
+        return dest
+    raise StorageError(f"{path}: too many damaged copies beside it; move them away first")

@@ -217,13 +217,18 @@ def camera_config(source: str) -> dict[str, Any]:
     raise ImageError(f"{source}: no such camera, video file or image directory")
 
 
-def camera_frames(source: str, *, every: int = 3) -> Iterator[tuple[str, np.ndarray]]:
+def camera_frames(
+    source: str, *, every: int = 3, max_frames: int | None = None
+) -> Iterator[tuple[str, np.ndarray]]:
     """Every ``every``-th RGB frame of a camera source (so consecutive templates are not
-    near-duplicates), labelled ``source#frameN``; ends with the stream."""
+    near-duplicates), labelled ``source#frameN``, among its first ``max_frames`` frames;
+    ends with the stream."""
     from edgeface.camera import open_source
 
     with open_source(camera_config(source)) as cam:
         for frame in cam:
+            if max_frames is not None and frame.index >= max_frames:
+                return
             if frame.index % every == 0:
                 yield f"{source}#frame{frame.index}", frame.image
 

@@ -195,24 +195,56 @@ def _check_private(path: Path, st: os.stat_result, what: str) -> None:
         )
 
 
+def _read_private_file(p: Path, what: str, hint: str = "") -> bytes:
+    """A small private regular file's bytes: refused if group/others can read it, if it is
+    not a regular file (a FIFO is never waited on) or a symlink."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError as exc:
+        raise KeySourceError(f"{p}: {what} not found{hint}") from exc
+    except OSError as exc:
+        raise KeySourceError(f"{p}: cannot open {what} ({exc.strerror or exc})") from exc
+    try:
+        # fstat on the opened descriptor: no window between the check and the read.
+        _check_private(p, os.fstat(fd), what)
+        return os.read(fd, 4096)
+    finally:
+        os.close(fd)
+
+
 def load_key_file(path: str | os.PathLike[str]) -> RawKey:
     """Read a key file, refusing one that group or others could read."""
     p = Path(path)
+    hint = " (create one with `edgeface gallery init --create-key`)"
+    return RawKey(
+        parse_key_material(_read_private_file(p, "key file", hint), str(p)), f"key file {p}"
+    )
+
+
+def load_passphrase_file(path: str | os.PathLike[str]) -> Passphrase:
+    """The first line of a passphrase file, checked like a key file (mode 0600, regular)."""
+    p = Path(path)
+    data = _read_private_file(p, "passphrase file")
     try:
-        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError as exc:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise KeySourceError(f"{p}: passphrase file is not UTF-8 text") from exc
+    return Passphrase(lines[0] if lines else "")
+
+
+def ask_passphrase(*, confirm: bool) -> Passphrase:
+    """Prompt on the terminal; without one, say which option to use instead."""
+    import getpass
+    import sys
+
+    if not sys.stdin.isatty():
         raise KeySourceError(
-            f"{p}: key file not found (create one with `edgeface gallery init --create-key`)"
-        ) from exc
-    except OSError as exc:
-        raise KeySourceError(f"{p}: cannot open key file ({exc.strerror or exc})") from exc
-    try:
-        # fstat on the opened descriptor: no window between the check and the read.
-        _check_private(p, os.fstat(fd), "key file")
-        data = os.read(fd, 4096)
-    finally:
-        os.close(fd)
-    return RawKey(parse_key_material(data, str(p)), f"key file {p}")
+            "--ask-passphrase needs a terminal; use --passphrase-file or --passphrase-env"
+        )
+    first = getpass.getpass("Gallery passphrase: ")
+    if confirm and first != getpass.getpass("Repeat passphrase: "):
+        raise KeySourceError("the two passphrases differ")
+    return Passphrase(first)
 
 
 def create_key_file(path: str | os.PathLike[str]) -> RawKey:

@@ -8,34 +8,41 @@ into that form, so that no other module has to guess.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from edgeface.errors import ImageError
+from edgeface.imaging.headers import declared_size
+from edgeface.quiet import native_stderr_muted
+from edgeface.storage import read_regular_file
 
 #: Largest image we decode, in pixels. 20000x20000 RGB would be 1.2 GB; a door unit has
 #: less memory than that, so we refuse instead of swapping the device to death.
 MAX_PIXELS = 50_000_000
+#: Longest side we decode: OpenCV's geometric functions index columns with 16-bit integers
+#: (``remap``: ``dst.cols < SHRT_MAX``), so a 35000x250 image cannot be processed.
+MAX_SIDE = 32_000
+#: Largest image file we read: a 50 M pixel uncompressed RGB file is 150 MB. Reading stops
+#: here, so /dev/zero or a 3 GB sparse file never fills the memory.
+MAX_FILE_BYTES = 256 * 1024 * 1024
+
+# OpenCV checks a header's declared size against this before it allocates anything (for the
+# formats our own header check below does not know, e.g. TIFF); it reads it on first use.
+os.environ.setdefault("CV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))
 
 
 def load_image(path: str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Read an image file as RGB uint8.
 
     Raises :class:`ImageError` with a message naming the file for: a missing file, a
-    directory, an empty file, bytes no decoder understands, or an image larger than
-    ``max_pixels``.
+    directory or anything else that is not a regular file (FIFO, device), an empty or
+    oversized file, bytes no decoder understands, or an image larger than ``max_pixels``.
     """
     p = Path(path)
-    if not p.exists():
-        raise ImageError(f"{p}: no such file")
-    if p.is_dir():
-        raise ImageError(f"{p}: is a directory, not an image")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+    data = read_regular_file(p, max_bytes=MAX_FILE_BYTES, what="image", error=ImageError)
     return decode_image(data, name=str(p), max_pixels=max_pixels)
 
 
@@ -43,34 +50,43 @@ def decode_image(data: bytes, *, name: str = "<bytes>", max_pixels: int = MAX_PI
     """Decode encoded image bytes (JPEG, PNG, PGM, GIF via fallback, ...) into RGB uint8."""
     if len(data) == 0:
         raise ImageError(f"{name}: empty file (0 bytes)")
+    _check_declared_size(data, name, max_pixels)
     buf = np.frombuffer(data, dtype=np.uint8)
-    _check_declared_size(buf, name, max_pixels)
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    try:
+        with native_stderr_muted():  # libjpeg prints "Corrupt JPEG data" itself
+            img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None  # OpenCV refuses the header (size over its limit, bad fields)
     if img is None:
-        img = _decode_with_pillow(data)
+        img = _decode_with_pillow(data, max_pixels)
     if img is None:
         raise ImageError(f"{name}: not a readable image (unknown format or corrupt data)")
     return ensure_rgb_uint8(img, name=name, assume_bgr=True, max_pixels=max_pixels)
 
 
-def _check_declared_size(buf: np.ndarray, name: str, max_pixels: int) -> None:
-    """Refuse huge images before decoding them, using the header OpenCV reads."""
-    # cv2.imdecode has no header-only mode; a reduced decode (1/8) bounds the cost of
-    # learning the size of a huge JPEG. For formats without reduced decoding this is a
-    # full decode, which OpenCV itself limits through CV_IO_MAX_IMAGE_PIXELS.
-    small = cv2.imdecode(buf, cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    if small is None:
+def _check_declared_size(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse huge or degenerate images from their header, before decoding them."""
+    size = declared_size(data)
+    if size is None:
         return
-    approx = small.shape[0] * small.shape[1] * 64
-    if approx > max_pixels * 1.2:
-        h, w = small.shape[0] * 8, small.shape[1] * 8
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{name}: the header declares a {w}x{h} image")
+    _check_size(w, h, name, max_pixels)
+
+
+def _check_size(w: int, h: int, name: str, max_pixels: int) -> None:
+    if w * h > max_pixels:
         raise ImageError(
-            f"{name}: image too large (about {w}x{h}, limit {max_pixels:,} pixels); "
-            "resize it before use"
+            f"{name}: image too large ({w}x{h}, limit {max_pixels:,} pixels); resize it before use"
+        )
+    if max(w, h) > MAX_SIDE:
+        raise ImageError(
+            f"{name}: image side too long ({w}x{h}, limit {MAX_SIDE:,} px); resize it before use"
         )
 
 
-def _decode_with_pillow(data: bytes) -> np.ndarray | None:
+def _decode_with_pillow(data: bytes, max_pixels: int) -> np.ndarray | None:
     """GIF and a few other formats OpenCV does not read; Pillow is optional."""
     try:
         import io
@@ -79,7 +95,10 @@ def _decode_with_pillow(data: bytes) -> np.ndarray | None:
     except ImportError:
         return None
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with warnings.catch_warnings(), Image.open(io.BytesIO(data)) as im:
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data" etc.: we report it ourselves
+            if im.width * im.height > max_pixels or max(im.size) > MAX_SIDE:
+                return None
             im.load()
             rgb = im.convert("RGB")
             return np.asarray(rgb)[:, :, ::-1].copy()  # to BGR, like OpenCV
@@ -104,10 +123,7 @@ def ensure_rgb_uint8(
     if img.ndim not in (2, 3) or img.size == 0 or min(img.shape[:2]) == 0:
         raise ImageError(f"{name}: zero-size or malformed image (shape {img.shape})")
     h, w = img.shape[:2]
-    if h * w > max_pixels:
-        raise ImageError(
-            f"{name}: image too large ({w}x{h}, limit {max_pixels:,} pixels); resize it before use"
-        )
+    _check_size(w, h, name, max_pixels)
     if img.dtype == np.uint16:
         img = (img >> 8).astype(np.uint8)
     elif img.dtype in (np.float32, np.float64):

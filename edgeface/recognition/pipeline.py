@@ -194,9 +194,18 @@ class FacePipeline:
         return None if face is None else self._results(image, [face])[0]
 
     def verify(
-        self, image_a: np.ndarray, image_b: np.ndarray, far: float = DEFAULT_FAR
+        self,
+        image_a: np.ndarray,
+        image_b: np.ndarray,
+        far: float = DEFAULT_FAR,
+        threshold: float | None = None,
     ) -> VerifyResult:
-        threshold = self.threshold(far)
+        """Same person? At the calibrated threshold for ``far``, or an explicit cosine
+        ``threshold``."""
+        if threshold is None:
+            threshold = self.threshold(far)
+        elif not -1.0 <= threshold <= 1.0:
+            raise ConfigError(f"threshold must be a cosine in [-1, 1], got {threshold}")
         a, b = self.best_face(image_a), self.best_face(image_b)
         if a is None or b is None:
             return VerifyResult(None, False, threshold, far, (a is None, b is None))
