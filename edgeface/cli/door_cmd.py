@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="validate config, models, gallery key, camera; exit non-zero on failure",
     )
     p.add_argument("--no-camera", action="store_true", help="with --check: skip opening the camera")
+    p.add_argument(
+        "--lock",
+        action="store_true",
+        help="only drive the relay to locked and exit (systemd ExecStopPost=)",
+    )
     p.add_argument("--max-frames", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=_door)
@@ -48,6 +53,10 @@ def _door(args: argparse.Namespace) -> int:
     from edgeface.door.config import load_config
 
     cfg = load_config(args.config)
+    if args.lock:
+        from edgeface.door.service import lock_relay
+
+        return lock_relay(cfg)
     if args.check:
         from edgeface.door.health import run_checks
 

@@ -100,6 +100,22 @@ def build_identifier(cfg: DoorConfig) -> tuple[Identifier, LiveGallery]:
     return identifier, live
 
 
+def lock_relay(cfg: DoorConfig) -> int:
+    """Drive the relay to locked and release it (after the daemon ended, however it ended).
+
+    Returns 0 when the actuator confirmed the lock, 13 otherwise; no model or gallery is
+    touched, so this works even when those are what made the daemon fail.
+    """
+    actuator = FailSecureActuator(make_actuator(cfg.actuator), max_unlock_s=cfg.policy.unlock_s)
+    try:
+        actuator.open()
+        locked = actuator.lock()
+    finally:
+        actuator.close()
+    log.info("relay %s", "locked" if locked else "could NOT be locked")
+    return 0 if locked else 13
+
+
 def open_audit(cfg: DoorConfig) -> AuditLog:
     """The audit log with its HMAC key (systemd credential or key file) and head file."""
     from edgeface.door.audit import load_audit_key
