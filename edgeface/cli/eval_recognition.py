@@ -61,6 +61,16 @@ def register_identify(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser("identify", help="open-set 1:N on LFW: rank-1 and DIR@FAR")
     add_common_options(p)
     add_model_options(p)
+    p.add_argument(
+        "--door",
+        action="store_true",
+        help="the door's protocol: N enrolled, every other dev person a stranger, DIR at "
+        "FPIR 1e-2/1e-3/1e-4 for score normalization, margin and k-frame aggregation",
+    )
+    p.add_argument("--gallery-size", type=int, default=100, help="with --door: enrolled (100)")
+    p.add_argument("--repeats", type=int, default=20, help="with --door: random splits (20)")
+    p.add_argument("--k", type=int, default=3, help="with --door: frames per attempt (3)")
+    p.add_argument("--pairs", metavar="FILE", help="pairs file (default: DATA/lfw/pairs_dev.txt)")
     p.set_defaults(func=run_identify)
 
 
@@ -195,6 +205,8 @@ def run_identify(args: argparse.Namespace) -> int:
     aligned = _aligned(args, keys)
     embedder = _embedder(args)
     emb, _ = lfw.embed_crops(embedder, aligned.crops)
+    if args.door:
+        return _door_protocol(args, aligned, emb, embedder.model_id)
     report = lfw.open_set_identification(aligned.keys, emb).to_dict()
     print(f"gallery {report['gallery_size']} people, {report['genuine_probes']} genuine probes, "
           f"{report['impostor_probes']} impostor probes")  # fmt: skip
@@ -203,4 +215,28 @@ def run_identify(args: argparse.Namespace) -> int:
         print(f"DIR @ FAR {far}: {100 * v:.2f}%  (threshold {report['thresholds'][far]:.4f})")
     if args.out:
         write_json(args.out, {"embedder": embedder.model_id, "identification": report})
+    return 0
+
+
+def _door_protocol(
+    args: argparse.Namespace, aligned: lfw.AlignedSet, emb: np.ndarray, model_id: str
+) -> int:
+    from edgeface.evaluation import openset
+
+    data = data_root(args.data)
+    pairs = lfw.read_pairs(Path(args.pairs) if args.pairs else data / "lfw" / "pairs_dev.txt")
+    pair_people = {k[0] for k in pairs.images()}
+    splits, cohort = openset.make_splits(
+        aligned.keys, pair_people, gallery_size=args.gallery_size, repeats=args.repeats
+    )
+    frames = openset.frame_report(emb, splits, cohort)
+    attempts = openset.attempt_report(emb, splits, k=args.k)
+    print(f"{args.gallery_size} enrolled (3 photos each), {args.repeats} random splits, "
+          f"cohort {len(cohort)} images")  # fmt: skip
+    print(openset.format_table("single frames", frames, "probes"))
+    print(openset.format_table(f"attempts of {args.k} frames", attempts, "attempts"))
+    if args.out:
+        write_json(args.out, {"embedder": model_id, "gallery_size": args.gallery_size,
+                              "repeats": args.repeats, "cohort_images": len(cohort),
+                              "frames": frames, "attempts": attempts})  # fmt: skip
     return 0
