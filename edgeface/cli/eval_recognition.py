@@ -47,6 +47,12 @@ def register_lfw(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", metavar="FILE", help="pairs file (default: DATA/lfw/pairs_dev.txt)")
     p.add_argument("--plot", metavar="PNG", help="write the ROC curve here")
     p.add_argument(
+        "--errata",
+        metavar="FILE",
+        help="LFW label errors to leave out of the calibration (default: the packaged "
+        "models/calibration/lfw_dev_errata.txt; 'none' for the raw labels)",
+    )
+    p.add_argument(
         "--write-calibration",
         nargs="?",
         const="",
@@ -71,6 +77,7 @@ def register_identify(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--repeats", type=int, default=20, help="with --door: random splits (20)")
     p.add_argument("--k", type=int, default=3, help="with --door: frames per attempt (3)")
     p.add_argument("--pairs", metavar="FILE", help="pairs file (default: DATA/lfw/pairs_dev.txt)")
+    p.add_argument("--errata", metavar="FILE", help="LFW label errors ('none': raw labels)")
     p.set_defaults(func=run_identify)
 
 
@@ -151,8 +158,10 @@ def _calibrate(
 ) -> dict[str, object]:
     """Thresholds down to FAR 1e-6 from *every* impostor pair of the images with a face found
     (about 24 M on the dev half), each with its support and the TAR it costs."""
-    labels = lfw.identity_labels(aligned.keys)
-    found_emb, found_labels = emb[aligned.found], labels[aligned.found]
+    errata = _errata(args)
+    labels = lfw.identity_labels(aligned.keys, errata)
+    use = aligned.found & (errata.keep(aligned.keys) if errata else True)
+    found_emb, found_labels = emb[use], labels[use]
     top, total = lfw.all_impostor_scores(found_emb, found_labels)
     _, genuine = lfw.impostor_and_genuine_scores(found_emb, found_labels, max_impostors=1)
     cal = Calibration.from_top_scores(
@@ -162,7 +171,10 @@ def _calibrate(
         embedding_space=embedder.model_id,
         model_sha256=embedder.model_sha256,
         source={"dataset": "LFW dev half (deep-funneled), faces found by our MTCNN",
-                "images": int(aligned.found.sum()), "genuine_pairs": len(genuine),
+                "images": int(use.sum()), "genuine_pairs": len(genuine),
+                "errata": None if errata is None else {
+                    "file": Path(errata.source).name, "merged_names": len(errata.same),
+                    "dropped_images": len(errata.drop)},
                 "flip": args.flip, "backend": args.backend,
                 "protocol": "every different-person pair of the images (i < j)"},
     )  # fmt: skip
@@ -178,6 +190,12 @@ def _calibrate(
     cal.save(path)
     return {"path": str(path), "thresholds": cal.thresholds, "source": cal.source,
             "support": cal.support}  # fmt: skip
+
+
+def _errata(args: argparse.Namespace) -> lfw.Errata | None:
+    if getattr(args, "errata", None) == "none":
+        return None
+    return lfw.read_errata(Path(args.errata) if getattr(args, "errata", None) else None)
 
 
 def _print_lfw(out: dict) -> None:
@@ -225,9 +243,14 @@ def _door_protocol(
 
     data = data_root(args.data)
     pairs = lfw.read_pairs(Path(args.pairs) if args.pairs else data / "lfw" / "pairs_dev.txt")
-    pair_people = {k[0] for k in pairs.images()}
+    errata = _errata(args)
+    canon = errata.canonical if errata else (lambda n: n)
+    keep = errata.keep(aligned.keys) if errata else np.ones(len(aligned.keys), bool)
+    keys = [(canon(n), i) for (n, i), k in zip(aligned.keys, keep, strict=True) if k]
+    emb = emb[keep]
+    pair_people = {canon(k[0]) for k in pairs.images()}
     splits, cohort = openset.make_splits(
-        aligned.keys, pair_people, gallery_size=args.gallery_size, repeats=args.repeats
+        keys, pair_people, gallery_size=args.gallery_size, repeats=args.repeats
     )
     frames = openset.frame_report(emb, splits, cohort)
     attempts = openset.attempt_report(emb, splits, k=args.k)

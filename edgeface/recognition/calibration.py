@@ -16,6 +16,7 @@ the gallery's size (:func:`far_for_fpir`) and looks the threshold up here
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -120,7 +121,7 @@ class Calibration:
         source: dict[str, object] | None = None,
         flip: bool = False,
     ) -> Calibration:
-        thresholds = {_far_key(f): round(threshold_for_far(impostor_scores, f), 6) for f in fars}
+        thresholds = {_far_key(f): _round_up(threshold_for_far(impostor_scores, f)) for f in fars}
         src = dict(source or {})
         src.setdefault("impostor_pairs", int(np.size(impostor_scores)))
         scores = np.asarray(impostor_scores)
@@ -145,13 +146,20 @@ class Calibration:
         """From every impostor pair (only the highest scores kept, ``total`` scored)."""
         thresholds: dict[str, float] = {}
         support: dict[str, dict[str, int]] = {}
+        top = np.asarray(top_scores)
         for f in fars:
-            t, above = threshold_from_top(top_scores, total, f)
-            thresholds[_far_key(f)] = round(t, 6)
+            t = _round_up(threshold_from_top(top, total, f)[0])
+            thresholds[_far_key(f)] = t
+            above = int(np.count_nonzero(top >= t))
             support[_far_key(f)] = {"impostor_pairs": int(total), "impostors_above": above}
         src = dict(source or {})
         src["impostor_pairs"] = int(total)
         return cls(embedding_space, model_sha256, thresholds, src, flip, support)
+
+
+def _round_up(threshold: float) -> float:
+    """Six decimals for the file, rounded *up*: rounding down could admit one more impostor."""
+    return math.ceil(threshold * 1e6) / 1e6
 
 
 def _far_key(far: float) -> str:
