@@ -8,7 +8,11 @@ frames at 5 fps, each frame the photo moved by a random similarity transform (sh
 ±4 px, scale ±3 %, rotation ±3°) and brightness ±10 %; a fresh policy per attempt (no
 lockout, so every attempt counts). Enrolled people: their first 3 photos are the templates,
 every other photo of them is an attempt, which succeeds when the door unlocks for *them*
-within the attempt. Detection runs once per photo (cached with ``--faces-cache``); each
+within the attempt. Enrollment is the real one (:class:`Enroller`: a photo with several
+faces or failing the quality gates is skipped, as ``edgeface gallery enroll`` does), over
+each person's photos in order until 3 are accepted; the photos it looked at are not replayed.
+Probes use the face the LFW label names (the central one). Detection runs once per photo
+(cached with ``--faces-cache``); each
 jittered frame gets that face moved by the same transform (real pixels are warped, aligned
 and embedded per frame).
 
@@ -43,7 +47,7 @@ def detect_all(keys, min_face: float, cache: Path | None) -> dict[str, np.ndarra
 
     if cache is not None and cache.is_file():
         with np.load(cache) as d:
-            if len(d["score"]) == len(keys):
+            if len(d["score"]) == len(keys) and str(d.get("select", "")) == "central":
                 return {k: d[k] for k in d.files}
     det = MTCNNDetector(DetectorConfig(min_face_size=max(12.0, 0.8 * min_face)))
     box = np.zeros((len(keys), 4), np.float32)
@@ -51,12 +55,13 @@ def detect_all(keys, min_face: float, cache: Path | None) -> dict[str, np.ndarra
     marks = np.zeros((len(keys), 5, 2), np.float32)
     for i, key in enumerate(keys):
         img = load_image(lfw.image_path(LFW, key))
-        face = select_face(det.detect(img), img.shape, "largest")
+        # the face the LFW label names is the central one (photos often show several people)
+        face = select_face(det.detect(img), img.shape, "central")
         if face is not None:
             box[i], score[i], marks[i] = face.box, face.score, face.landmarks
         if i % 500 == 0:
             print(f"detect {i}/{len(keys)}", file=sys.stderr, flush=True)
-    out = {"box": box, "score": score, "landmarks": marks}
+    out = {"box": box, "score": score, "landmarks": marks, "select": np.array("central")}
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **out)
@@ -112,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgeface.door.policy import DecisionPolicy
     from edgeface.door.threshold import ThresholdRule
     from edgeface.evaluation import lfw
-    from edgeface.gallery.store import Gallery, ModelRef, Template
+    from edgeface.gallery.enroll import Enroller
+    from edgeface.gallery.store import Gallery, ModelRef
     from edgeface.imaging import load_image
     from edgeface.recognition import FacePipeline
 
@@ -126,24 +132,31 @@ def main(argv: list[str] | None = None) -> int:
             by.setdefault(name, []).append(i)
     rng = np.random.default_rng(args.seed)
     eligible = sorted(n for n, idx in by.items() if len(idx) > args.templates)
-    enrolled = sorted(rng.choice(eligible, size=args.enrolled, replace=False).tolist())
     pipeline = FacePipeline.from_config()
     embedder = pipeline.embedder
     model = ModelRef.of(embedder)
-    from edgeface.aligner import align_face
-
-    def embed(img: np.ndarray, i: int) -> np.ndarray:
-        crop = align_face(img, faces["landmarks"][i], size=112).crop
-        return embedder.embed(crop[None])[0]
-
+    enroller = Enroller(pipeline, max_templates=args.templates)
     gallery = Gallery(dim=128, max_templates=5, model=model)
     ids: dict[str, str] = {}
-    for name in enrolled:
-        temps = [
-            Template(embed(load_image(lfw.image_path(LFW, keys[i])), i), 1.0, model)
-            for i in by[name][: args.templates]
-        ]
-        ids[name] = gallery.add_identity(name.replace("_", " "), temps).id
+    attempts_of: dict[str, list[int]] = {}
+    tried: list[str] = []  # people whose photos gave too few templates: strangers after all
+    # people in a seeded random order; the first whose photos give enough templates enroll
+    for name in (eligible[j] for j in rng.permutation(len(eligible))):
+        if len(ids) == args.enrolled:
+            break
+        accepted, looked = [], 0
+        for i in by[name]:
+            if len(accepted) == args.templates:
+                break
+            looked += 1
+            c = enroller.assess_file(lfw.image_path(LFW, keys[i]))
+            if c.template is not None:
+                accepted.append(c.template)
+        if len(accepted) < args.templates or looked == len(by[name]):
+            tried.append(name)
+            continue
+        ids[name] = gallery.add_identity(name.replace("_", " "), accepted).id
+        attempts_of[name] = by[name][looked:]
     rc = RecognitionConfig(
         threshold=args.threshold, target_fpir=None if args.threshold else args.target_fpir
     )
@@ -198,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             agg = dec.best.identity_id if dec.known and dec.best else None
         return who, scores, usable, agg
 
+    enrolled = sorted(ids)
     enrolled_set = set(enrolled)
     strangers = [i for i in range(len(keys)) if found[i] and keys[i][0] not in enrolled_set]
     if args.limit:
@@ -212,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         s_frames_above += sum(s >= choice.threshold for s in scores)
         worst.append((max(scores), keys[i]))
         if who is not None:
-            print(f"STRANGER UNLOCKED: {keys[i]} as {who}", flush=True)
+            print(f"STRANGER UNLOCKED: {keys[i]} as {gallery.info(who).name}", flush=True)
         if j % 1000 == 0:
             print(f"strangers {j}/{len(strangers)}", file=sys.stderr, flush=True)
     g_attempts, g_ok, g_wrong, g_usable_frames, g_frames, g_agg = 0, 0, 0, 0, 0, 0
     for name in enrolled:
-        for i in by[name][args.templates :]:
+        for i in attempts_of[name]:
             who, scores, usable, agg = attempt(i)
             g_agg += agg == ids[name]
             g_attempts += 1
@@ -228,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     worst.sort(reverse=True)
     report = {
         "enrolled": len(gallery),
+        "not_enrolled_too_few_usable_photos": len(tried),
         "templates_per_person": args.templates,
         "threshold": choice.fields() | {"describe": choice.describe()},
         "policy": {"k": policy_cfg.k, "n": policy_cfg.n, "min_face_size": args.min_face_size},

@@ -124,7 +124,7 @@ class Calibration:
         thresholds = {_far_key(f): _round_up(threshold_for_far(impostor_scores, f)) for f in fars}
         src = dict(source or {})
         src.setdefault("impostor_pairs", int(np.size(impostor_scores)))
-        scores = np.asarray(impostor_scores)
+        scores = np.asarray(impostor_scores, dtype=np.float64)
         support = {
             k: {"impostor_pairs": int(scores.size), "impostors_above": int(np.sum(scores >= t))}
             for k, t in thresholds.items()
@@ -146,7 +146,8 @@ class Calibration:
         """From every impostor pair (only the highest scores kept, ``total`` scored)."""
         thresholds: dict[str, float] = {}
         support: dict[str, dict[str, int]] = {}
-        top = np.asarray(top_scores)
+        # float64, as the runtime compares a score with the threshold (float32 would round)
+        top = np.asarray(top_scores, dtype=np.float64)
         for f in fars:
             t = _round_up(threshold_from_top(top, total, f)[0])
             thresholds[_far_key(f)] = t
