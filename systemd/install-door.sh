@@ -55,6 +55,14 @@ if [ ! -e "$CREDSTORE/edgeface-gallery.key" ]; then
     fi
 fi
 
+# 4b. the audit log's HMAC key: created here, only ever stored encrypted
+if [ ! -e "$CREDSTORE/edgeface-audit.key" ]; then
+    tmpkey="$(mktemp -u /run/edgeface-audit.key.XXXXXX)"
+    "$PREFIX/venv/bin/edgeface" audit create-key "$tmpkey"
+    systemd-creds encrypt --name=edgeface-audit.key "$tmpkey" "$CREDSTORE/edgeface-audit.key"
+    rm -f "$tmpkey"
+fi
+
 # 5. the unit
 install -d -m 0755 "$UNITDIR"
 install -m 0644 "$HERE/edgeface-door.service" "$UNITDIR/edgeface-door.service"

@@ -283,7 +283,7 @@ def test_killing_the_real_daemon_leaves_the_relay_locked(
     rep = verify_files([tmp_path / "audit.jsonl"])
     assert rep.ok
     events = [json.loads(x)["event"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
-    assert events[:2] == ["start", "unlock"]
+    assert events[:3] == ["start", "gallery_loaded", "unlock"]
 
 
 def test_check_passes_on_a_good_setup(tmp_path, lfw_dir, gallery_files, threshold):

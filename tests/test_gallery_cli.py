@@ -69,9 +69,16 @@ def test_full_cycle(cli, lfw_people, tmp_path):
     assert code == 7 and "already enrolled" in err and err.count("\n") == 1
     code, out, _ = cli("gallery", "enroll", "Abdullah Gul", str(gul[2]), "--take-largest", "--add")
     assert code == 0 and "updated Abdullah Gul" in out and "3 template(s)" in out
-    # enrolling him again under another name warns about the look-alike
-    code, _, err = cli("gallery", "enroll", "Someone Else", str(gul[3]), "--take-largest")
-    assert code == 0 and "matches the enrolled 'Abdullah Gul'" in err
+    # enrolling him again under another name is a duplicate: refused, in --dry-run too...
+    again = ("gallery", "enroll", "Someone Else", str(gul[3]), "--take-largest")
+    for extra in ((), ("--dry-run",)):
+        code, _, err = cli(*again, *extra)
+        assert code == 7 and "matches the enrolled 'Abdullah Gul'" in err, err
+        assert "--allow-duplicate" in err and err.count("\n") == 1
+    # ...unless the operator allows it (a warning with the score remains)
+    code, _, err = cli(*again, "--allow-duplicate")
+    assert code == 0 and "warning: Someone Else matches the enrolled 'Abdullah Gul'" in err
+    assert "score 0." in err
 
     code, out, _ = cli("gallery", "remove", "Someone Else")
     assert code == 0 and "removed Someone Else" in out

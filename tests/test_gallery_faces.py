@@ -220,3 +220,34 @@ def test_template_from_one_model_cannot_join_another_gallery():
     g.add_identity("A", [Template(np.ones(128, np.float32), 1.0, ModelRef("m1", "1" * 64))])
     with pytest.raises(ModelMismatchError):
         g.add_identity("B", [Template(np.ones(128, np.float32), 1.0, ModelRef("m2", "2" * 64))])
+
+
+def test_screening_refuses_duplicates_and_warns_about_look_alikes(enroller, pipeline, lfw_dir):
+    """Abdullah Gul enrolled; Andrea Bocelli's photo scores ~0.30 against him (between the
+    FAR 1e-2 and 1e-3 thresholds): a look-alike, refused only with --strict; another photo of
+    Gul is a duplicate, refused unless allowed."""
+    from edgeface.gallery.enroll import LOOKALIKE_FAR, screen_new_person
+    from edgeface.gallery.errors import DuplicateIdentityError, LookalikeError
+
+    photo = lambda name, n: lfw_dir / "images" / name / f"{name}_{n:04d}.jpg"  # noqa: E731
+    g = Gallery(max_templates=3)
+    g.add_identity("Abdullah Gul", enroller.from_files("Gul", [photo("Abdullah_Gul", 1)]).templates)
+    dup_t, look_t = pipeline.threshold(1e-3), pipeline.threshold(LOOKALIKE_FAR)
+
+    def screen(name: str, path) -> object:
+        plan = enroller.from_files(name, [path])
+        return screen_new_person(g, name, plan.templates, duplicate_threshold=dup_t,
+                                 lookalike_threshold=look_t)  # fmt: skip
+
+    look = screen("Andrea Bocelli", photo("Andrea_Bocelli", 1))
+    assert not look.duplicates and [m.name for m in look.lookalikes] == ["Abdullah Gul"]
+    assert look_t <= look.lookalikes[0].score < dup_t
+    warnings = look.enforce()
+    assert "looks like the enrolled 'Abdullah Gul'" in warnings[0] and "score 0." in warnings[0]
+    with pytest.raises(LookalikeError, match="--strict"):
+        look.enforce(strict=True)
+    dup = screen("Gul again", photo("Abdullah_Gul", 2))
+    assert [m.name for m in dup.duplicates] == ["Abdullah Gul"]
+    with pytest.raises(DuplicateIdentityError, match="--allow-duplicate"):
+        dup.enforce()
+    assert "matches the enrolled" in dup.enforce(allow_duplicate=True)[0]

@@ -50,9 +50,22 @@ def test_unit_has_the_required_hardening() -> None:
     assert one["RestrictAddressFamilies"] == "AF_UNIX"
     assert "@system-service" in d["SystemCallFilter"]
     assert one["MemoryDenyWriteExecute"] == "yes"
-    # the credential the unit loads is the one the example config asks for
-    cred = one["LoadCredentialEncrypted"].split(":")[0]
-    assert f'key_credential = "{cred}"' in (REPO / "examples" / "door.toml").read_text()
+    # the credentials the unit loads are the ones the example config asks for
+    example = (REPO / "examples" / "door.toml").read_text()
+    creds = [v.split(":")[0] for v in d["LoadCredentialEncrypted"]]
+    assert creds == ["edgeface-gallery.key", "edgeface-audit.key"]
+    assert all(f'key_credential = "{c}"' in example for c in creds)
+
+
+def test_restarts_are_limited_and_stopping_locks_the_relay() -> None:
+    d = directives(UNIT)
+    one = {k: v[-1] for k, v in d.items()}
+    # at most StartLimitBurst starts per StartLimitIntervalSec, RestartSec apart: a unit that
+    # fails at start gives up after ~5 tries instead of restarting every 2 s forever
+    assert int(one["StartLimitBurst"]) == 5
+    assert int(one["StartLimitIntervalSec"]) >= int(one["StartLimitBurst"]) * 60
+    assert int(one["RestartSec"].rstrip("s")) >= 5
+    assert one["ExecStopPost"].endswith("door --config /etc/edgeface/door.toml --lock")
 
 
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
@@ -60,8 +73,8 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     unit = tmp_path / UNIT.name
     # verify checks that ExecStart exists: point it at this interpreter
     text = re.sub(
-        r"^ExecStart=\S+",
-        f"ExecStart={sys.executable} -m edgeface.cli.main",
+        r"^(ExecStart|ExecStopPost)=\S+",
+        rf"\1={sys.executable} -m edgeface.cli.main",
         UNIT.read_text(),
         flags=re.M,
     )

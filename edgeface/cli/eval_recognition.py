@@ -51,6 +51,12 @@ def register_lfw(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", metavar="FILE", help="pairs file (default: DATA/lfw/pairs_dev.txt)")
     p.add_argument("--plot", metavar="PNG", help="write the ROC curve here")
     p.add_argument(
+        "--errata",
+        metavar="FILE",
+        help="LFW label errors to leave out of the calibration (default: the packaged "
+        "models/calibration/lfw_dev_errata.txt; 'none' for the raw labels)",
+    )
+    p.add_argument(
         "--write-calibration",
         nargs="?",
         const="",
@@ -66,6 +72,17 @@ def register_identify(actions: argparse._SubParsersAction) -> None:
     p = actions.add_parser("identify", help="open-set 1:N on LFW: rank-1 and DIR@FAR")
     add_common_options(p)
     add_model_options(p)
+    p.add_argument(
+        "--door",
+        action="store_true",
+        help="the door's protocol: N enrolled, every other dev person a stranger, DIR at "
+        "FPIR 1e-2/1e-3/1e-4 for score normalization, margin and k-frame aggregation",
+    )
+    p.add_argument("--gallery-size", type=int, default=100, help="with --door: enrolled (100)")
+    p.add_argument("--repeats", type=int, default=20, help="with --door: random splits (20)")
+    p.add_argument("--k", type=int, default=3, help="with --door: frames per attempt (3)")
+    p.add_argument("--pairs", metavar="FILE", help="pairs file (default: DATA/lfw/pairs_dev.txt)")
+    p.add_argument("--errata", metavar="FILE", help="LFW label errors ('none': raw labels)")
     p.set_defaults(func=run_identify)
 
 
@@ -144,16 +161,27 @@ def run_lfw(args: argparse.Namespace) -> int:
 def _calibrate(
     args: argparse.Namespace, embedder: Embedder, aligned: lfw.AlignedSet, emb: np.ndarray
 ) -> dict[str, object]:
-    labels = lfw.identity_labels(aligned.keys)
-    impostor, genuine = lfw.impostor_and_genuine_scores(emb[aligned.found], labels[aligned.found])
-    cal = Calibration.from_scores(
-        impostor,
+    """Thresholds down to FAR 1e-6 from *every* impostor pair of the images with a face found
+    (about 24 M on the dev half), each with its support and the TAR it costs."""
+    errata = _errata(args)
+    labels = lfw.identity_labels(aligned.keys, errata)
+    use = aligned.found & (errata.keep(aligned.keys) if errata else True)
+    found_emb, found_labels = emb[use], labels[use]
+    top, total = lfw.all_impostor_scores(found_emb, found_labels)
+    _, genuine = lfw.impostor_and_genuine_scores(found_emb, found_labels, max_impostors=1)
+    cal = Calibration.from_top_scores(
+        top,
+        total,
         flip=args.flip,
         embedding_space=embedder.model_id,
         model_sha256=embedder.model_sha256,
         source={"dataset": "LFW dev half (deep-funneled), faces found by our MTCNN",
-                "images": int(aligned.found.sum()), "genuine_pairs": len(genuine),
-                "flip": args.flip, "backend": args.backend},
+                "images": int(use.sum()), "genuine_pairs": len(genuine),
+                "errata": None if errata is None else {
+                    "file": Path(errata.source).name, "merged_names": len(errata.same),
+                    "dropped_images": len(errata.drop)},
+                "flip": args.flip, "backend": args.backend,
+                "protocol": "every different-person pair of the images (i < j)"},
     )  # fmt: skip
     cal.source["tar_at_thresholds"] = {
         k: round(float(np.mean(genuine >= t)), 5) for k, t in cal.thresholds.items()
@@ -166,7 +194,14 @@ def _calibrate(
         path = default_calibration_path(embedder.model_id, args.flip)
     path.parent.mkdir(parents=True, exist_ok=True)
     cal.save(path)
-    return {"path": str(path), "thresholds": cal.thresholds, "source": cal.source}
+    return {"path": str(path), "thresholds": cal.thresholds, "source": cal.source,
+            "support": cal.support}  # fmt: skip
+
+
+def _errata(args: argparse.Namespace) -> lfw.Errata | None:
+    if getattr(args, "errata", None) == "none":
+        return None
+    return lfw.read_errata(Path(args.errata) if getattr(args, "errata", None) else None)
 
 
 def _print_lfw(out: dict) -> None:
@@ -180,7 +215,13 @@ def _print_lfw(out: dict) -> None:
     print("timing " + json.dumps(out["timing"]))
     if "calibration" in out:
         cal = out["calibration"]
-        print(f"calibration written to {cal['path']}: {cal['thresholds']}")
+        print(f"calibration written to {cal['path']}")
+        tars = cal["source"]["tar_at_thresholds"]
+        for key, thr in cal["thresholds"].items():
+            sup = cal["support"][key]
+            above, total = sup["impostors_above"], sup["impostor_pairs"]
+            print(f"  FAR {key}: threshold {thr:.4f}  TAR {100 * tars[key]:.2f}%  "
+                  f"({above} of {total} impostor pairs above)")  # fmt: skip
 
 
 def run_identify(args: argparse.Namespace) -> int:
@@ -188,6 +229,8 @@ def run_identify(args: argparse.Namespace) -> int:
     aligned = _aligned(args, keys)
     embedder = _embedder(args)
     emb, _ = lfw.embed_crops(embedder, aligned.crops)
+    if args.door:
+        return _door_protocol(args, aligned, emb, embedder.model_id)
     report = lfw.open_set_identification(aligned.keys, emb).to_dict()
     print(f"gallery {report['gallery_size']} people, {report['genuine_probes']} genuine probes, "
           f"{report['impostor_probes']} impostor probes")  # fmt: skip
@@ -196,4 +239,33 @@ def run_identify(args: argparse.Namespace) -> int:
         print(f"DIR @ FAR {far}: {100 * v:.2f}%  (threshold {report['thresholds'][far]:.4f})")
     if args.out:
         write_json(args.out, {"embedder": embedder.model_id, "identification": report})
+    return 0
+
+
+def _door_protocol(
+    args: argparse.Namespace, aligned: lfw.AlignedSet, emb: np.ndarray, model_id: str
+) -> int:
+    from edgeface.evaluation import openset
+
+    data = data_root(args.data)
+    pairs = lfw.read_pairs(Path(args.pairs) if args.pairs else data / "lfw" / "pairs_dev.txt")
+    errata = _errata(args)
+    canon = errata.canonical if errata else (lambda n: n)
+    keep = errata.keep(aligned.keys) if errata else np.ones(len(aligned.keys), bool)
+    keys = [(canon(n), i) for (n, i), k in zip(aligned.keys, keep, strict=True) if k]
+    emb = emb[keep]
+    pair_people = {canon(k[0]) for k in pairs.images()}
+    splits, cohort = openset.make_splits(
+        keys, pair_people, gallery_size=args.gallery_size, repeats=args.repeats
+    )
+    frames = openset.frame_report(emb, splits, cohort)
+    attempts = openset.attempt_report(emb, splits, k=args.k)
+    print(f"{args.gallery_size} enrolled (3 photos each), {args.repeats} random splits, "
+          f"cohort {len(cohort)} images")  # fmt: skip
+    print(openset.format_table("single frames", frames, "probes"))
+    print(openset.format_table(f"attempts of {args.k} frames", attempts, "attempts"))
+    if args.out:
+        write_json(args.out, {"embedder": model_id, "gallery_size": args.gallery_size,
+                              "repeats": args.repeats, "cohort_images": len(cohort),
+                              "frames": frames, "attempts": attempts})  # fmt: skip
     return 0

@@ -215,6 +215,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="FAR whose threshold flags look-alikes already enrolled (1e-3)",
     )
     a.add_argument("--dry-run", action="store_true", help="assess the images, change nothing")
+    a.add_argument("--strict", action="store_true", help="refuse a look-alike of someone enrolled")
+    a.add_argument(
+        "--allow-duplicate",
+        action="store_true",
+        help="enroll even if the person matches someone enrolled at the --far threshold",
+    )
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=_enroll)
 
@@ -362,11 +368,12 @@ def _gates(args: argparse.Namespace) -> Any:
 
 def _enroll(args: argparse.Namespace) -> int:
     from edgeface.gallery.enroll import (
+        LOOKALIKE_FAR,
         Enroller,
         camera_frames,
-        find_duplicates,
         person_dirs,
         require_templates,
+        screen_new_person,
     )
 
     if args.dir is not None:
@@ -408,15 +415,27 @@ def _enroll(args: argparse.Namespace) -> int:
                 verdict = f"ok (quality {c.template.quality:.2f})" if c.template else c.reason
                 print(f"  {name}: {c.source}: {verdict}")
     threshold = pipeline.threshold(args.far)
+    lookalike = pipeline.threshold(LOOKALIKE_FAR)
+
+    def screen(g: Any, plan: Any, exclude_id: str | None = None) -> list[str]:
+        s = screen_new_person(g, plan.name, plan.templates, duplicate_threshold=threshold,
+                              lookalike_threshold=lookalike, exclude_id=exclude_id)  # fmt: skip
+        return s.enforce(strict=args.strict, allow_duplicate=args.allow_duplicate)
+
     report: list[dict[str, Any]] = []
     failures = 0
     if args.dry_run:
         for plan in plans:
+            existing = gallery.by_name(plan.name) if args.add else []
+            warnings = screen(gallery, plan, existing[0].id if existing else None)
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
             report.append(
                 {
                     "name": plan.name,
                     "templates": len(plan.templates),
                     "images": [c.to_dict() for c in plan.candidates],
+                    "looks_like": warnings,
                 }
             )
         if args.json:
@@ -436,7 +455,7 @@ def _enroll(args: argparse.Namespace) -> int:
                     if len(existing) > 1:
                         raise GalleryError(f"{len(existing)} people are named {plan.name!r}")
                     target = existing[0].id
-                    dups = find_duplicates(g, plan.templates, threshold, exclude_id=target)
+                    warnings = screen(g, plan, target)
                     info = g.add_templates(target, plan.templates)
                     entry["action"] = "updated"
                 elif existing and not args.new:
@@ -445,7 +464,7 @@ def _enroll(args: argparse.Namespace) -> int:
                         "add these photos to that person or --new for a different person"
                     )
                 else:
-                    dups = find_duplicates(g, plan.templates, threshold)
+                    warnings = screen(g, plan)
                     info = g.add_identity(plan.name, plan.templates)
                     entry["action"] = "enrolled"
             except EdgefaceError as exc:
@@ -459,15 +478,10 @@ def _enroll(args: argparse.Namespace) -> int:
                 id=info.id,
                 templates=info.n_templates,
                 rejected=len(plan.rejected),
-                looks_like=[d.to_dict() for d in dups],
+                looks_like=warnings,
             )
-            for d in dups:
-                print(
-                    f"warning: {plan.name} matches the enrolled {d.name!r} (id {d.identity_id}, "
-                    f"score {d.score:.3f} >= threshold {threshold:.3f}); same person enrolled "
-                    "twice, or a look-alike?",
-                    file=sys.stderr,
-                )
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
             if not args.json:
                 print(
                     f"{entry['action']} {plan.name} (id {info.id}): "

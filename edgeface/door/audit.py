@@ -8,10 +8,20 @@ files), and the report names the line. Rotation renames ``door.jsonl`` to
 ``door.jsonl.N`` (N grows; 1 is the oldest kept) and the new file's first record links to the
 old file's last one, so verifying the files in order checks one unbroken chain.
 
-What a hash chain cannot show on its own: that the *newest* records were cut off (truncation
-at the end) or the oldest pruned file removed. The daemon therefore logs ``seq`` and the
-head hash to the journal at start, stop and every rotation, and ``verify`` reports the head so
-it can be compared with that anchor.
+A hash chain alone proves little against someone who can write the file: they recompute the
+hashes after an edit, cut the newest records, or delete the first line. Three additions close
+those gaps (see docs/door.md for what they still cannot stop):
+
+* **MAC**: with a key (a systemd credential, or a key file), every record also carries
+  ``mac`` = HMAC-SHA256(key, ``hash``). A forged or edited record needs the key.
+* **Head file** (``<log>.head`` unless configured): the newest ``seq`` and ``hash`` and the
+  oldest retained record (``first_seq``, ``first_hash``), rewritten atomically after every
+  record and MAC'd. A cut tail, an emptied log and a deleted first line no longer match it.
+* **Self-report**: when the writer opens a log that does not match its head, it appends an
+  ``audit_tamper_detected`` record (MAC'd), and ``verify`` fails on any such record, so the
+  evidence survives the head being rewritten by the next append.
+
+The daemon also logs ``seq`` and the head hash to the journal at start and stop.
 
 Durability: every record is written with one ``write`` on an ``O_APPEND`` descriptor and
 ``fsync``-ed before ``append`` returns (records are per decision, not per frame: a few per
@@ -21,6 +31,7 @@ minute, so the fsync is affordable even on an SD card). No images are ever logge
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import math
 import os
@@ -35,11 +46,90 @@ from typing import Any
 from edgeface.errors import StorageError
 
 GENESIS = "0" * 64
+#: the event the writer appends when the log on disk does not match its head file
+TAMPER_EVENT = "audit_tamper_detected"
+#: name of the systemd credential holding the audit key (LoadCredentialEncrypted=)
+AUDIT_CREDENTIAL = "edgeface-audit.key"
+
+
+def load_audit_key(
+    *, key_file: str | os.PathLike[str] | None = None, credential: str | None = None
+) -> bytes | None:
+    """The HMAC key: a systemd credential or a 0600 key file (same format as gallery keys:
+    ``edgeface audit create-key FILE``); None when neither is configured."""
+    if key_file is None and credential is None:
+        return None
+    from edgeface.gallery import keys
+
+    if credential is not None:
+        return keys.load_systemd_credential(credential).key
+    assert key_file is not None
+    return keys.load_key_file(key_file).key
+
+
+def record_mac(key: bytes, record_hash_hex: str) -> str:
+    return hmac.new(key, record_hash_hex.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def default_head_path(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    return p.with_name(p.name + ".head")
+
+
+@dataclass(frozen=True)
+class Head:
+    """The newest record and the oldest retained one, as the writer last left them."""
+
+    seq: int
+    hash: str
+    first_seq: int
+    first_hash: str
+    mac: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "hash": self.hash,
+            "first_seq": self.first_seq,
+            "first_hash": self.first_hash,
+        }
+
+    def signed(self, key: bytes | None) -> Head:
+        if key is None:
+            return self
+        mac = hmac.new(key, encode_record(self.body()), hashlib.sha256).hexdigest()
+        return Head(self.seq, self.hash, self.first_seq, self.first_hash, mac)
+
+    def mac_ok(self, key: bytes) -> bool:
+        return self.mac is not None and hmac.compare_digest(self.signed(key).mac or "", self.mac)
+
+    def encode(self) -> bytes:
+        body = self.body()
+        if self.mac is not None:
+            body["mac"] = self.mac
+        return encode_record(body) + b"\n"
+
+
+def read_head(path: Path) -> Head | None:
+    """The head file, None when it does not exist; StorageError when it is unreadable."""
+    try:
+        raw = json.loads(path.read_bytes())
+        return Head(
+            int(raw["seq"]),
+            str(raw["hash"]),
+            int(raw["first_seq"]),
+            str(raw["first_hash"]),
+            None if raw.get("mac") is None else str(raw["mac"]),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StorageError(f"{path}: not an audit head file ({exc})") from exc
 
 
 def record_hash(record: dict[str, Any]) -> str:
-    """sha256 of the canonical encoding of ``record`` without its ``hash`` field."""
-    body = {k: v for k, v in record.items() if k != "hash"}
+    """sha256 of the canonical encoding of ``record`` without its ``hash`` and ``mac``."""
+    body = {k: v for k, v in record.items() if k not in ("hash", "mac")}
     return hashlib.sha256(encode_record(body)).hexdigest()
 
 
@@ -72,6 +162,62 @@ def rotated_files(path: Path) -> list[Path]:
             if m:
                 found.append((int(m.group(1)), p))
     return [p for _, p in sorted(found)]
+
+
+def head_problems(
+    head: Head,
+    key: bytes | None,
+    last_seq: int,
+    last_hash: str,
+    first_seq: int,
+    first_hash: str | None,
+    *,
+    lag_ok: bool,
+) -> list[str]:
+    """How the log on disk (its newest and oldest record) disagrees with the head file.
+
+    ``lag_ok``: one record past the head is a crash between writing the record and the head,
+    not tampering (its MAC, when there is a key, is checked with the record).
+    """
+    out = []
+    if key is not None and not head.mac_ok(key):
+        out.append("head file: MAC does not match (forged, or written with another key)")
+    if last_seq < head.seq:
+        if last_seq < 0:
+            out.append(f"log is empty, but the head says it held records up to seq {head.seq}")
+        else:
+            out.append(
+                f"records after seq {last_seq} were cut off (the head says the log ends at "
+                f"seq {head.seq})"
+            )
+    elif last_seq == head.seq and last_hash != head.hash:
+        out.append(f"seq {last_seq} is not the record the head file recorded (replaced)")
+    elif last_seq > head.seq + (1 if lag_ok else 0):
+        out.append(
+            f"records seq {head.seq + 1}..{last_seq} were added after the head without the "
+            "writer (or the head file was rolled back)"
+        )
+    if last_seq >= 0 and first_seq != head.first_seq:
+        if first_seq > head.first_seq:
+            out.append(
+                f"records seq {head.first_seq}..{first_seq - 1} at the start were deleted "
+                f"(the head pins the oldest retained record at seq {head.first_seq})"
+            )
+        else:
+            out.append(f"the log starts at seq {first_seq}, before the head's {head.first_seq}")
+    elif last_seq >= 0 and first_hash is not None and first_hash != head.first_hash:
+        out.append(f"the first record (seq {first_seq}) was replaced")
+    return out
+
+
+def _first_record(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            line = f.readline()
+        rec = json.loads(line)
+        return rec if isinstance(rec, dict) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _last_line(path: Path) -> tuple[bytes | None, bool]:
@@ -110,8 +256,16 @@ class AuditLog:
         keep: int = 50,
         wall_clock: Callable[[], float] = time.time,
         fsync: bool = True,
+        key: bytes | None = None,
+        head_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.path = Path(path)
+        self.key = key
+        self.head_path = Path(head_path) if head_path else default_head_path(self.path)
+        self.first_seq = 0
+        self.first_hash: str | None = None
+        #: problems found when opening (the log does not match its head); also audited
+        self.tamper: list[str] = []
         self.max_bytes = max_bytes
         self.keep = keep
         self.wall_clock = wall_clock
@@ -121,6 +275,7 @@ class AuditLog:
         self.head = GENESIS
         self.seq = -1
         self._open()
+        self._check_head()
 
     def _open(self) -> None:
         try:
@@ -151,6 +306,45 @@ class AuditLog:
             )
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot open audit log ({exc.strerror})") from exc
+        self._find_first()
+
+    def _find_first(self) -> None:
+        """The oldest record still on disk (what the head pins as ``first``)."""
+        for f in chain_files(self.path):
+            rec = _first_record(f)
+            if rec is not None and "seq" in rec and "hash" in rec:
+                self.first_seq, self.first_hash = int(rec["seq"]), str(rec["hash"])
+                return
+        self.first_seq, self.first_hash = self.seq + 1, None
+
+    def _check_head(self) -> None:
+        """Compare the log with its head file; a mismatch is appended as a tamper record."""
+        try:
+            head = read_head(self.head_path)
+        except StorageError as exc:
+            self.tamper.append(str(exc))
+            head = None
+        if head is None:
+            if self.seq >= 0 and not self.tamper:
+                self.tamper.append(
+                    f"{self.head_path}: head file missing while the log holds records up to "
+                    f"seq {self.seq} (deleted, or a log from before head files)"
+                )
+        else:
+            self.tamper.extend(head_problems(head, self.key, self.seq, self.head, self.first_seq,
+                                             self.first_hash, lag_ok=True))  # fmt: skip
+        for problem in self.tamper:
+            self.append(TAMPER_EVENT, reason=problem[:300])
+        if head is None and self.seq < 0:
+            return  # a new log: the head is written with the first record
+
+    def _write_head(self) -> None:
+        if self.first_hash is None:
+            return
+        from edgeface.gallery.durable import atomic_write
+
+        head = Head(self.seq, self.head, self.first_seq, self.first_hash).signed(self.key)
+        atomic_write(self.head_path, head.encode(), backup=False)
 
     def _rotate_file(self) -> None:
         olds = rotated_files(self.path)
@@ -158,6 +352,8 @@ class AuditLog:
         os.replace(self.path, self.path.with_name(f"{self.path.name}.{n}"))
         for old in rotated_files(self.path)[: -self.keep] if self.keep else []:
             old.unlink(missing_ok=True)
+        if self._fd is not None or self.first_hash is not None:
+            self._find_first()
 
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Write one record and return it (with ``seq``, ``time``, ``prev``)."""
@@ -177,6 +373,8 @@ class AuditLog:
             }
             record = {k: _clean(v) for k, v in record.items()}
             record["hash"] = record_hash(record)
+            if self.key is not None:
+                record["mac"] = record_mac(self.key, record["hash"])
             line = encode_record(record)
             try:
                 os.write(self._fd, line + b"\n")
@@ -188,6 +386,9 @@ class AuditLog:
                 ) from exc
             self.seq += 1
             self.head = record["hash"]
+            if self.first_hash is None:
+                self.first_seq, self.first_hash = self.seq, self.head
+            self._write_head()
             return record
 
     def _rotate(self) -> None:
@@ -237,12 +438,20 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes, bool]]:
         yield i + 1, part, last  # last=True: no newline after it (a torn write)
 
 
-def verify_files(files: Iterable[str | Path]) -> VerifyReport:
-    """Check the chain across ``files`` (oldest first). Stops at the first break."""
+def verify_files(
+    files: Iterable[str | Path], *, key: bytes | None = None, head: Head | None = None
+) -> VerifyReport:
+    """Check the chain across ``files`` (oldest first). Stops at the first break.
+
+    With ``key`` every record's MAC is checked (a record without one is an error once MAC'd
+    records have started); with ``head`` the newest and oldest records must match it.
+    """
     paths = [Path(f) for f in files]
     report = VerifyReport(files=paths)
     prev_hash: str | None = None
     prev_seq: int | None = None
+    first_hash: str | None = None
+    macs_seen = unmacd = 0
     for path in paths:
         try:
             lines = list(_lines(path))
@@ -263,6 +472,21 @@ def verify_files(files: Iterable[str | Path]) -> VerifyReport:
             if record_hash(rec) != own:
                 report.errors.append(f"{where}: seq {seq} was modified (its hash does not match)")
                 return report
+            mac = rec.get("mac")
+            if key is not None:
+                if mac is None and macs_seen:
+                    report.errors.append(f"{where}: seq {seq} has no MAC (inserted or forged)")
+                    return report
+                if mac is None:
+                    unmacd += 1
+                elif not hmac.compare_digest(str(mac), record_mac(key, own)):
+                    report.errors.append(
+                        f"{where}: seq {seq} MAC does not match: forged or edited without the "
+                        "key (or verified with the wrong key)"
+                    )
+                    return report
+            if mac is not None:
+                macs_seen += 1
             if prev_hash is None:
                 if prev != GENESIS:
                     report.warnings.append(
@@ -270,6 +494,7 @@ def verify_files(files: Iterable[str | Path]) -> VerifyReport:
                         "was not given (pruned by rotation, or pass the older files too)"
                     )
                 report.first_seq = seq
+                first_hash = own
             elif prev != prev_hash:
                 report.errors.append(
                     f"{where}: seq {seq} does not link to the record before it "
@@ -283,10 +508,51 @@ def verify_files(files: Iterable[str | Path]) -> VerifyReport:
                 return report
             if torn:
                 report.warnings.append(f"{where}: last line has no newline (crash during a write?)")
+            if rec.get("event") == TAMPER_EVENT:
+                report.errors.append(
+                    f"{where}: the writer found the log tampered with: {rec.get('reason')}"
+                )
             prev_hash, prev_seq = own, seq
             report.records += 1
     if prev_hash is not None and prev_seq is not None:
         report.head, report.last_seq = prev_hash, prev_seq
+    if key is None and macs_seen:
+        report.warnings.append(
+            f"{macs_seen} records carry a MAC that was not checked: give the audit key "
+            "(--key-file or --key-credential) to detect forged records"
+        )
+    elif unmacd:
+        report.warnings.append(f"{unmacd} records from before the log had a key carry no MAC")
+    if head is not None:
+        first_seq = report.first_seq if report.first_seq is not None else report.last_seq + 1
+        problems = head_problems(
+            head, key, report.last_seq, report.head, first_seq, first_hash, lag_ok=True
+        )
+        report.errors.extend(problems)
+        if not problems and report.last_seq == head.seq + 1:
+            report.warnings.append(
+                f"the head file lags one record (seq {report.last_seq}): the writer stopped "
+                "between the record and the head"
+            )
+    return report
+
+
+def verify_log(
+    path: str | Path, *, key: bytes | None = None, head_path: str | Path | None = None
+) -> VerifyReport:
+    """Verify a log with its rotated predecessors against its head file."""
+    hp = Path(head_path) if head_path else default_head_path(path)
+    try:
+        head = read_head(hp)
+    except StorageError as exc:
+        report = VerifyReport(files=chain_files(path))
+        report.errors.append(str(exc))
+        return report
+    report = verify_files(chain_files(path), key=key, head=head)
+    if head is None:
+        report.warnings.append(
+            f"{hp}: no head file, so records cut from the end or the start cannot be detected"
+        )
     return report
 
 

@@ -116,10 +116,18 @@ class LockoutConfig:
     reset_after_s: float = 600.0
 
 
+#: false-positive identification rate per attempt the door aims at when nothing else is set
+DEFAULT_TARGET_FPIR = 1e-4
+
+
 @dataclass(frozen=True)
 class RecognitionConfig:
+    """``target_fpir`` (default) scales the threshold with the gallery; ``far`` fixes a
+    per-comparison FAR instead; ``threshold`` pins the cosine. At most one of the three."""
+
     far: float = 1e-3
     threshold: float | None = None
+    target_fpir: float | None = DEFAULT_TARGET_FPIR
     select: str = "largest"
     max_fps: float = 5.0
     #: manifest names whose sha256 ``--check`` verifies
@@ -139,9 +147,15 @@ class GalleryConfig:
 
 @dataclass(frozen=True)
 class AuditConfig:
+    """The log; its HMAC key (systemd credential or key file; none = unauthenticated chain);
+    the head file that pins the newest and the oldest record (default: ``<path>.head``)."""
+
     path: Path = Path("/var/lib/edgeface/audit/door.jsonl")
     max_bytes: int = 10_000_000
     keep: int = 50
+    key_file: Path | None = None
+    key_credential: str | None = None
+    head_path: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,8 @@ class DaemonConfig:
     max_consecutive_errors: int = 20
     status_interval_s: float = 30.0
     drop_frames: bool | None = None  # None: drop for live cameras, not for replays
+    #: log decisions with the display name (False: the identity id only)
+    log_names: bool = True
 
 
 @dataclass(frozen=True)
@@ -228,9 +244,17 @@ def _recognition(s: Section, base: Path) -> RecognitionConfig:
         raise ConfigError(f"recognition.select: 'largest' or 'central', got {select!r}")
     models = s.get("models", list, list(d.models), check=str_list)
     emb_path = s.get("embedder_path", str)
+    far = s.get("far", float, None, check=unit_interval)
+    fpir = s.get("target_fpir", float, None, check=unit_interval)
+    given = [k for k, v in (("threshold", thr), ("far", far), ("target_fpir", fpir)) if v]
+    if len(given) > 1:
+        raise ConfigError(f"recognition.{given[1]}: give one of threshold, far, target_fpir")
+    if thr is None and far is None and fpir is None:
+        fpir = d.target_fpir
     return RecognitionConfig(
-        far=s.get("far", float, d.far, check=unit_interval),
+        far=far if far is not None else d.far,
         threshold=thr,
+        target_fpir=fpir,
         select=select,
         max_fps=s.get("max_fps", float, d.max_fps, check=positive),
         models=tuple(models),
@@ -255,7 +279,15 @@ def _gallery(s: Section, base: Path) -> GalleryConfig:
 
 def _audit(s: Section, base: Path) -> AuditConfig:
     d = AuditConfig()
+    key_file = s.get("key_file", str)
+    cred = s.get("key_credential", str)
+    head = s.get("head_path", str)
+    if key_file and cred:
+        raise ConfigError("audit.key_file: give key_file or key_credential, not both")
     return AuditConfig(
+        key_file=(base / key_file) if key_file else None,
+        key_credential=cred,
+        head_path=(base / head) if head else None,
         path=base / s.get("path", str, str(d.path)),
         max_bytes=s.get(
             "max_bytes", int, d.max_bytes, check=lambda v: None if v >= 4096 else "must be >= 4096"
@@ -274,6 +306,7 @@ def _daemon(s: Section) -> DaemonConfig:
         ),
         status_interval_s=s.get("status_interval_s", float, d.status_interval_s, check=positive),
         drop_frames=s.get("drop_frames", bool, None),
+        log_names=s.get("log_names", bool, d.log_names),
     )
 
 

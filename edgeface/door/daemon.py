@@ -6,7 +6,10 @@ covers what software cannot, such as SIGKILL):
 * the relay is locked before the first frame, after every relock deadline, on camera loss or
   stall, on every exception, on SIGTERM/SIGINT, and in ``finally`` before the process exits;
 * an unlock is bounded by a timer thread independent of this loop;
-* the systemd watchdog is fed from this loop only, so a hung loop is killed and restarted.
+* the systemd watchdog is fed from this loop only, so a hung loop is killed and restarted;
+* the gallery is looked at before every frame (:mod:`edgeface.door.live_gallery`): a new
+  generation is used from that frame on, and while there is no usable gallery the relay stays
+  locked and no face is identified.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
+import math
 import queue
 import signal
 import threading
@@ -28,6 +32,7 @@ from edgeface.door.audit import AuditLog
 from edgeface.door.config import DoorConfig
 from edgeface.door.feed import FrameFeed
 from edgeface.door.identify import Identifier, Observation
+from edgeface.door.live_gallery import GalleryEvent, LiveGallery
 from edgeface.door.lockout import Lockout
 from edgeface.door.notify import Notifier
 from edgeface.door.policy import Decision, DecisionPolicy, Verdict
@@ -43,6 +48,8 @@ class Stats:
     processed: int = 0  # frames identified
     skipped_rate: int = 0  # skipped to honour max_fps
     skipped_lockout: int = 0
+    skipped_no_gallery: int = 0  # frames not identified because no usable gallery was loaded
+    gallery_reloads: int = 0
     unlocks: int = 0
     rejections: int = 0
     lockouts: int = 0
@@ -65,6 +72,22 @@ def observation_fields(obs: Observation | None) -> dict[str, Any]:
     }
 
 
+def rejection_reason(obs: Observation | None, k: int, n: int) -> str:
+    """Why an attempt failed, in words for the audit log (never a name: nobody matched)."""
+    if obs is None:
+        return f"attempt ended without {k} matching frames of {n}"
+    if obs.identity_id is None and not math.isnan(obs.score):
+        return (
+            f"no enrolled match in {k} of {n} frames "
+            f"(last best score {obs.score:.3f} < threshold {obs.threshold:.3f})"
+        )
+    return f"no enrolled match in {k} of {n} frames"
+
+
+def _describe(fields: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in fields.items())
+
+
 class DoorDaemon:
     def __init__(
         self,
@@ -78,6 +101,7 @@ class DoorDaemon:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         drop_frames: bool | None = None,
+        gallery: LiveGallery | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -86,6 +110,8 @@ class DoorDaemon:
         self.actuator = actuator
         self.audit = audit
         self.notifier = notifier or Notifier(address="")
+        #: polled before every frame; None for identifiers without a gallery file (tests)
+        self.gallery = gallery
         self.clock = clock
         self.sleep = sleep
         self.policy = DecisionPolicy(cfg.policy, clock)
@@ -169,6 +195,8 @@ class DoorDaemon:
                 policy=f"{self.cfg.policy.k}-of-{self.cfg.policy.n}",
             )
             log.info("audit head seq=%d hash=%s", self.audit.seq, self.audit.head)
+            if self.gallery is not None and self.gallery.last is not None:
+                self.on_gallery_event(self.gallery.last)  # the load made before the start
             self._last_frame_t = self.clock()
             self.feed.start()
             self.notifier.ready(f"watching {self.source.describe()}")
@@ -184,18 +212,25 @@ class DoorDaemon:
             code = 70
             self._fault("fatal", exc)
         finally:
+            # The relay first: nothing below (a full audit disk, a stuck camera) may keep it open.
             self.actuator.lock()
-            self.notifier.stopping()
-            self._drain_events()
             with contextlib.suppress(Exception):
                 self.feed.close()
             locked = self.actuator.lock()
-            self.actuator.close()
+            with contextlib.suppress(Exception):
+                self.actuator.close()
             if not locked:
                 code = code or 13
             with contextlib.suppress(Exception):
+                self.notifier.stopping()
+            with contextlib.suppress(Exception):
+                self._drain_events()
+            try:
                 self.audit.append("stop", code=code, **self._counters())
                 log.info("audit head seq=%d hash=%s", self.audit.seq, self.audit.head)
+            except Exception as exc:
+                log.error("audit: could not record the stop (%s)", exc)
+                code = code or getattr(exc, "exit_code", 70)
         return code
 
     def _counters(self) -> dict[str, int]:
@@ -216,7 +251,9 @@ class DoorDaemon:
         msg = str(exc) or type(exc).__name__
         log.error("%s: %s", kind, msg)
         with contextlib.suppress(Exception):
-            self.audit.append("fault", kind=kind, error=type(exc).__name__, detail=msg[:300])
+            self.audit.append(
+                "fault", kind=kind, error=type(exc).__name__, reason=msg[:300], detail=msg[:300]
+            )
 
     def _drain_events(self) -> None:
         while True:
@@ -284,6 +321,9 @@ class DoorDaemon:
             self.sleep(wait)
             now = self.clock()
         self._last_processed = now
+        if self.gallery is not None and not self._gallery_ready():
+            self.stats.skipped_no_gallery += 1  # refuse everyone: no stale copy is used
+            return True
         if self.lockout.active(self.source_name, now) is not None:
             self.stats.skipped_lockout += 1  # no embedding at all while locked out
             return True
@@ -305,6 +345,27 @@ class DoorDaemon:
         self._handle(self.policy.observe(obs, now))
         self.stats.stage_s["decide"] += time.perf_counter() - t2
         return True
+
+    def _gallery_ready(self) -> bool:
+        """Pick up a new gallery generation (or its loss) before this frame is identified."""
+        assert self.gallery is not None
+        event = self.gallery.poll()
+        if event is not None:
+            self.on_gallery_event(event)
+        return self.gallery.available
+
+    def on_gallery_event(self, event: GalleryEvent) -> None:
+        """Audit and log a reload; a gallery that could not be loaded locks the door."""
+        self.stats.gallery_reloads += 1
+        if event.ok:
+            self.policy.reset()  # votes for a removed identity must not carry over
+            log.info("gallery loaded: %s", _describe(event.fields))
+            self.audit.append("gallery_loaded", **event.fields)
+            return
+        self.actuator.lock()
+        self.policy.force_lock()
+        log.error("gallery unavailable, door locked until it is back: %s", event.reason)
+        self.audit.append("gallery_unavailable", reason=event.reason)
 
     def _check_stall(self) -> None:
         now = self.clock()
@@ -340,16 +401,30 @@ class DoorDaemon:
                 f"dropped {self.feed.dropped}, unlocks {s.unlocks}, lockouts {s.lockouts}"
             )
 
+    def _who(self, obs: Observation | None) -> str:
+        if obs is None or obs.identity_id is None:
+            return "unknown face"
+        if self.cfg.daemon.log_names and obs.name:
+            return obs.name
+        return f"id {obs.identity_id}"
+
     def _handle(self, d: Decision) -> None:
+        obs = d.observation
         if d.verdict is Verdict.UNLOCK and self.lockdown:
-            self.audit.append(
-                "unlock_refused", reason="lockdown", **observation_fields(d.observation)
-            )
+            self.audit.append("unlock_refused", reason="lockdown", **observation_fields(obs))
+            log.info("unlock refused (lockdown): %s", self._who(obs))
         elif d.verdict is Verdict.UNLOCK:
             self.stats.unlocks += 1
             self.lockout.record_success(self.source_name)
             # Audit first: a door that opened without a record is worse than one that did not.
-            self.audit.append("unlock", votes=d.votes, **observation_fields(d.observation))
+            self.audit.append("unlock", votes=d.votes, **observation_fields(obs))
+            log.info(
+                "unlock: %s (%d votes, score %.3f >= %.3f)",
+                self._who(obs),
+                d.votes,
+                obs.score if obs else float("nan"),
+                obs.threshold if obs else float("nan"),
+            )
             self.actuator.unlock(self.cfg.policy.unlock_s)
         elif d.verdict is Verdict.RELOCK:
             ok = self.actuator.lock()
@@ -358,11 +433,19 @@ class DoorDaemon:
                 raise EdgefaceError(f"{self.actuator.describe()}: could not re-lock")
         elif d.verdict is Verdict.REJECTED:
             self.stats.rejections += 1
-            self.audit.append("rejected", **observation_fields(d.observation))
+            reason = rejection_reason(obs, self.cfg.policy.k, self.cfg.policy.n)
+            self.audit.append("rejected", reason=reason, **observation_fields(obs))
+            log.info("rejected: %s", reason)
             for ev in self.lockout.record_failure(self.source_name, d.time):
                 self.stats.lockouts += 1
                 self._lockout_until = max(self._lockout_until or ev.until, ev.until)
                 self.policy.reset()
+                why = f"{ev.scope}: too many failed attempts, paused {ev.pause_s:.0f} s"
                 self.audit.append(
-                    "lockout", scope=ev.scope, pause_s=round(ev.pause_s, 3), level=ev.level
+                    "lockout",
+                    scope=ev.scope,
+                    pause_s=round(ev.pause_s, 3),
+                    level=ev.level,
+                    reason=why,
                 )
+                log.info("lockout: %s", why)

@@ -122,19 +122,28 @@ def check_actuator(cfg: DoorConfig) -> CheckResult:
 
 def check_audit(cfg: DoorConfig) -> CheckResult:
     def probe() -> str:
-        from edgeface.door.audit import chain_files, verify_files
+        from edgeface.door.audit import chain_files, load_audit_key, verify_log
 
-        d = cfg.audit.path.parent
-        probe_dir = d if d.exists() else d.parent
-        if not os.access(probe_dir, os.W_OK):
-            raise EdgefaceError(f"{probe_dir}: audit directory not writable")
-        files = chain_files(cfg.audit.path)
-        if not files:
-            return f"{cfg.audit.path}: new log"
-        rep = verify_files(files)
+        a = cfg.audit
+        d = a.path.parent
+        if not d.exists():
+            if not d.parent.is_dir():
+                raise EdgefaceError(f"{d}: audit directory does not exist (nor {d.parent})")
+            if not os.access(d.parent, os.W_OK):
+                raise EdgefaceError(
+                    f"{d}: audit directory does not exist and {d.parent} is not writable"
+                )
+            return f"{d}: audit directory does not exist yet; the daemon will create it"
+        if not os.access(d, os.W_OK):
+            raise EdgefaceError(f"{d}: audit directory not writable")
+        key = load_audit_key(key_file=a.key_file, credential=a.key_credential)
+        auth = "HMAC key loaded" if key is not None else "no audit key (records not MAC'd)"
+        if not chain_files(a.path):
+            return f"{a.path}: new log; {auth}"
+        rep = verify_log(a.path, key=key, head_path=a.head_path)
         if not rep.ok:
             raise EdgefaceError(rep.errors[0])
-        return f"{cfg.audit.path}: chain ok, {rep.records} records, head {rep.head[:16]}"
+        return f"{a.path}: chain ok, {rep.records} records, head {rep.head[:16]}; {auth}"
 
     return _check("audit log", probe)
 

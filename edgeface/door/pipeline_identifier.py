@@ -24,8 +24,8 @@ class PipelineIdentifier:
         *,
         detector: Any,
         embedder: Any,
-        gallery: Any,
-        threshold: float,
+        gallery: Any = None,
+        threshold: float = 1.0,
         align: Any = None,
         select: str = "largest",
         min_face_size: float = 0.0,
@@ -45,10 +45,21 @@ class PipelineIdentifier:
             from edgeface.gallery.store import ModelRef
 
             self.model_ref = ModelRef.of(embedder)
-            gallery.check_model(self.model_ref)  # wrong model = fail at start, not per frame
+        if gallery is not None:
+            self.use_gallery(gallery, threshold)
         #: cumulative seconds per stage, and the number of frames each stage ran on
         self.timings: dict[str, float] = {"detect": 0.0, "align": 0.0, "embed": 0.0, "match": 0.0}
         self.counts: dict[str, int] = dict.fromkeys(self.timings, 0)
+
+    def use_gallery(self, gallery: Any, threshold: float) -> None:
+        """Switch to another gallery generation (and its threshold) between two frames.
+
+        A gallery made with another model raises ModelMismatchError before anything changes.
+        """
+        if self.model_ref is not None:
+            gallery.check_model(self.model_ref)
+        gallery.matcher()  # build the search index now, not on the next frame
+        self.gallery, self.threshold = gallery, float(threshold)
 
     def _timed(self, stage: str, t0: float) -> float:
         t1 = time.perf_counter()
@@ -57,6 +68,8 @@ class PipelineIdentifier:
         return t1
 
     def identify(self, rgb: np.ndarray) -> Observation:
+        if self.gallery is None:
+            raise RuntimeError("no gallery loaded")  # the daemon never asks without one
         t = time.perf_counter()
         faces = self.detector.detect(rgb)
         t = self._timed("detect", t)

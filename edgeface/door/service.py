@@ -6,6 +6,8 @@ share one way of turning the config into objects.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from typing import Any
 
 from edgeface.camera import Backoff, FrameSource, ResilientSource, open_source
@@ -14,8 +16,12 @@ from edgeface.door.audit import AuditLog
 from edgeface.door.config import DoorConfig
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.identify import Identifier
+from edgeface.door.live_gallery import LiveGallery
 from edgeface.door.notify import Notifier
+from edgeface.door.threshold import ThresholdRule
 from edgeface.errors import ConfigError, ModelError
+
+log = logging.getLogger("edgeface.door")
 
 
 def gallery_key(cfg: DoorConfig) -> Any:
@@ -38,8 +44,12 @@ def load_gallery(cfg: DoorConfig) -> Any:
     return GalleryFile(cfg.gallery.path, gallery_key(cfg)).load()
 
 
-def build_identifier(cfg: DoorConfig) -> Identifier:
-    """FacePipeline + gallery; the threshold comes from the FAR calibration unless pinned."""
+def build_identifier(cfg: DoorConfig) -> tuple[Identifier, LiveGallery]:
+    """FacePipeline + live gallery, loaded once here so a bad setup fails at start.
+
+    The threshold follows the gallery: at every reload :class:`ThresholdRule` derives it from
+    the gallery's size (``target_fpir``), or takes the fixed FAR / pinned value.
+    """
     from edgeface.door.pipeline_identifier import PipelineIdentifier
 
     try:
@@ -50,6 +60,8 @@ def build_identifier(cfg: DoorConfig) -> Identifier:
     from edgeface.embedder import EmbedderConfig
     from edgeface.recognition import PipelineConfig
 
+    if cfg.gallery.path is None:
+        raise ConfigError("gallery.path: required to run the door")
     rc = cfg.recognition
     # Faces below the policy's minimum are ignored anyway; not searching for them shrinks the
     # MTCNN image pyramid, which is most of the per-frame cost.
@@ -64,14 +76,57 @@ def build_identifier(cfg: DoorConfig) -> Identifier:
             select=rc.select,  # type: ignore[arg-type]
         )
     )
-    threshold = rc.threshold if rc.threshold is not None else pipeline.threshold(far=rc.far)
-    return PipelineIdentifier(
+    rule = ThresholdRule(rc, pipeline.calibration)
+    identifier = PipelineIdentifier(
         detector=pipeline.detector,
         embedder=pipeline.embedder,
-        gallery=load_gallery(cfg),
-        threshold=threshold,
         select=rc.select,
         min_face_size=cfg.policy.min_face_size,
+    )
+
+    def use(gallery: Any) -> dict[str, Any]:
+        choice = rule.choose(len(gallery))
+        identifier.use_gallery(gallery, choice.threshold)
+        log.info("gallery generation %s: %s", gallery.generation, choice.describe())
+        return choice.fields()
+
+    live = LiveGallery(
+        cfg.gallery.path,
+        lambda: load_gallery(cfg),
+        use,
+        also_watch=[cfg.gallery.key_file] if cfg.gallery.key_file else [],
+    )
+    live.poll(raise_errors=True)
+    return identifier, live
+
+
+def lock_relay(cfg: DoorConfig) -> int:
+    """Drive the relay to locked and release it (after the daemon ended, however it ended).
+
+    Returns 0 when the actuator confirmed the lock, 13 otherwise; no model or gallery is
+    touched, so this works even when those are what made the daemon fail.
+    """
+    actuator = FailSecureActuator(make_actuator(cfg.actuator), max_unlock_s=cfg.policy.unlock_s)
+    try:
+        actuator.open()
+        locked = actuator.lock()
+    finally:
+        actuator.close()
+    log.info("relay %s", "locked" if locked else "could NOT be locked")
+    return 0 if locked else 13
+
+
+def open_audit(cfg: DoorConfig) -> AuditLog:
+    """The audit log with its HMAC key (systemd credential or key file) and head file."""
+    from edgeface.door.audit import load_audit_key
+
+    a = cfg.audit
+    return AuditLog(
+        a.path,
+        max_bytes=a.max_bytes,
+        keep=a.keep,
+        key=load_audit_key(key_file=a.key_file, credential=a.key_credential),
+        head_path=a.head_path,
     )
 
 
@@ -97,10 +152,20 @@ def build_daemon(
     source: FrameSource | None = None,
     notifier: Notifier | None = None,
 ) -> DoorDaemon:
-    # The slow and fallible part first, before the relay and the audit file are opened.
-    identifier = identifier or build_identifier(cfg)
-    actuator = FailSecureActuator(make_actuator(cfg.actuator), max_unlock_s=cfg.policy.unlock_s)
-    audit = AuditLog(cfg.audit.path, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep)
+    # The audit log first, so that a start-up failure (bad model, missing gallery, wrong key)
+    # leaves a record whenever the log is writable; then the slow and fallible part.
+    audit = open_audit(cfg)
+    live: LiveGallery | None = None
+    try:
+        if identifier is None:
+            identifier, live = build_identifier(cfg)
+        actuator = FailSecureActuator(make_actuator(cfg.actuator), max_unlock_s=cfg.policy.unlock_s)
+    except BaseException as exc:
+        msg = str(exc) or type(exc).__name__
+        with contextlib.suppress(Exception):
+            audit.append("fault", kind="startup", error=type(exc).__name__, reason=msg[:300])
+        audit.close()
+        raise
     hooks: list[Any] = []
 
     def hook(event: str, detail: str) -> None:
@@ -115,6 +180,7 @@ def build_daemon(
         actuator=actuator,
         audit=audit,
         notifier=notifier or (Notifier() if cfg.daemon.watchdog else Notifier(address="")),
+        gallery=live,
     )
     hooks.append(daemon.on_camera_event)
     if isinstance(src, ResilientSource):

@@ -172,10 +172,56 @@ def pair_scores(pairs: Pairs, index: dict[tuple[str, int], int], emb: np.ndarray
     return np.einsum("ij,ij->i", a, b)
 
 
-def identity_labels(keys: Sequence[tuple[str, int]]) -> np.ndarray:
-    names = sorted({k[0] for k in keys})
+def identity_labels(keys: Sequence[tuple[str, int]], errata: Errata | None = None) -> np.ndarray:
+    """One integer per person; with ``errata``, names of one person share a label."""
+    canon = errata.canonical if errata is not None else (lambda n: n)
+    names = sorted({canon(k[0]) for k in keys})
     lookup = {n: i for i, n in enumerate(names)}
-    return np.array([lookup[k[0]] for k in keys])
+    return np.array([lookup[canon(k[0])] for k in keys])
+
+
+@dataclass(frozen=True)
+class Errata:
+    """Known LFW label errors: names that are one person, photos to leave out."""
+
+    same: dict[str, str]  # name -> the name it is merged into
+    drop: frozenset[tuple[str, int]]
+    source: str = ""
+
+    def canonical(self, name: str) -> str:
+        return self.same.get(name, name)
+
+    def keep(self, keys: Sequence[tuple[str, int]]) -> np.ndarray:
+        return np.array([k not in self.drop for k in keys], bool)
+
+
+def default_errata_path() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("edgeface_models").joinpath("calibration/lfw_dev_errata.txt")))
+
+
+def read_errata(path: Path | None = None) -> Errata:
+    """Parse the errata file (``same NAME NAME`` / ``drop NAME_NNNN``, ``#`` comments)."""
+    path = path or default_errata_path()
+    same: dict[str, str] = {}
+    drop: set[tuple[str, int]] = set()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read errata ({exc})") from exc
+    for n, raw in enumerate(text.splitlines(), 1):
+        parts = raw.split("#", 1)[0].split()
+        if not parts:
+            continue
+        if parts[0] == "same" and len(parts) == 3:
+            same[parts[2]] = parts[1]
+        elif parts[0] == "drop" and len(parts) == 2 and parts[1][-4:].isdigit():
+            name, _, num = parts[1].rpartition("_")
+            drop.add((name, int(num)))
+        else:
+            raise ConfigError(f"{path}:{n}: expected 'same NAME NAME' or 'drop NAME_NNNN'")
+    return Errata(same, frozenset(drop), str(path))
 
 
 def impostor_and_genuine_scores(
@@ -201,6 +247,29 @@ def impostor_and_genuine_scores(
     keep = labels[i] != labels[j]
     impostor = np.einsum("ij,ij->i", emb[i[keep]], emb[j[keep]])
     return impostor, genuine
+
+
+def all_impostor_scores(
+    emb: np.ndarray, labels: np.ndarray, keep_above: float = 0.15, block: int = 512
+) -> tuple[np.ndarray, int]:
+    """Every different-person pair (i < j), scored in blocks.
+
+    Returns the scores >= ``keep_above`` (all a threshold for FAR <= 1e-2 needs: on LFW that
+    quantile is near 0.25) and the number of impostor pairs scored, so the 24 M pairs of the dev
+    half never sit in memory at once.
+    """
+    e = np.asarray(emb, np.float32)
+    labels = np.asarray(labels)
+    kept: list[np.ndarray] = []
+    total = 0
+    for a in range(0, len(e), block):
+        rows = e[a : a + block]
+        s = rows @ e[a:].T  # (b, n - a); column c is image a + c
+        upper = np.arange(s.shape[1])[None, :] > np.arange(len(rows))[:, None]
+        impostor = upper & (labels[a : a + block, None] != labels[None, a:])
+        total += int(np.count_nonzero(impostor))
+        kept.append(s[impostor & (s >= keep_above)])
+    return np.concatenate(kept) if kept else np.empty(0, np.float32), total
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,12 @@ Rules, in order, for each image or frame:
 4. the chosen face must pass the quality gates (sharpness, pose, detection score);
 5. of the accepted images the ``max_templates`` best by quality score are kept.
 
-Before a new person is added, :func:`find_duplicates` compares their templates with everyone
-enrolled: a match above the identification threshold is reported, because enrolling the same
-person twice (or a look-alike) makes later identifications ambiguous.
+Before a new person is added, :func:`screen_new_person` compares their templates with everyone
+enrolled. A match at the verification threshold (FAR 1e-3) is a *duplicate*: the same person
+enrolled twice, or someone the door cannot tell apart from an enrolled person; it is refused
+unless the operator says otherwise (``--allow-duplicate``). A match at the looser look-alike
+threshold (FAR 1e-2) is a *look-alike*: a warning with the score, refused with ``--strict``.
+Either makes later identifications ambiguous: the door may open for one as the other.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeface.errors import ImageError, NoFaceError
+from edgeface.gallery.errors import DuplicateIdentityError, LookalikeError
 from edgeface.gallery.matching import Match
 from edgeface.gallery.quality import FaceQuality, QualityGates, assess
 from edgeface.gallery.store import Gallery, ModelRef, Template
@@ -257,6 +261,77 @@ def find_duplicates(
     return hits
 
 
+#: a new person scoring at this FAR's threshold against someone enrolled is a duplicate
+DUPLICATE_FAR = 1e-3
+#: ... and at this FAR's threshold a look-alike
+LOOKALIKE_FAR = 1e-2
+
+
+@dataclass(frozen=True)
+class Screening:
+    """Who a new person resembles among the enrolled, and how closely."""
+
+    name: str
+    duplicates: list[Match]
+    lookalikes: list[Match]  # above the look-alike threshold, below the duplicate one
+    duplicate_threshold: float
+    lookalike_threshold: float
+
+    def messages(self) -> list[str]:
+        out = [
+            f"{self.name} matches the enrolled {m.name!r} (id {m.identity_id}) with score "
+            f"{m.score:.3f} >= duplicate threshold {self.duplicate_threshold:.3f}: the same "
+            "person enrolled twice, or someone the door cannot tell apart"
+            for m in self.duplicates
+        ]
+        out += [
+            f"{self.name} looks like the enrolled {m.name!r} (id {m.identity_id}): score "
+            f"{m.score:.3f} >= look-alike threshold {self.lookalike_threshold:.3f}"
+            for m in self.lookalikes
+        ]
+        return out
+
+    def enforce(self, *, strict: bool = False, allow_duplicate: bool = False) -> list[str]:
+        """Raise for what the operator did not allow; return the warnings for the rest."""
+        msgs = self.messages()
+        if self.duplicates and not allow_duplicate:
+            raise DuplicateIdentityError(msgs[0] + "; refused (--allow-duplicate to enroll anyway)")
+        if self.lookalikes and strict:
+            raise LookalikeError(msgs[len(self.duplicates)] + "; refused (--strict)")
+        return msgs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "duplicates": [m.to_dict() for m in self.duplicates],
+            "lookalikes": [m.to_dict() for m in self.lookalikes],
+            "duplicate_threshold": round(self.duplicate_threshold, 4),
+            "lookalike_threshold": round(self.lookalike_threshold, 4),
+        }
+
+
+def screen_new_person(
+    gallery: Gallery,
+    name: str,
+    templates: Sequence[Template],
+    *,
+    duplicate_threshold: float,
+    lookalike_threshold: float,
+    exclude_id: str | None = None,
+) -> Screening:
+    """Compare a new person's templates with everyone enrolled (``exclude_id``: the person
+    the templates are added to)."""
+    close = find_duplicates(
+        gallery, templates, min(duplicate_threshold, lookalike_threshold), exclude_id=exclude_id
+    )
+    return Screening(
+        name,
+        [m for m in close if m.score >= duplicate_threshold],
+        [m for m in close if m.score < duplicate_threshold],
+        duplicate_threshold,
+        lookalike_threshold,
+    )
+
+
 def require_templates(plan: EnrollmentPlan) -> None:
     """Raise a one-line error listing why every image was rejected."""
     if plan.templates:
@@ -272,9 +347,11 @@ __all__ = [
     "Candidate",
     "Enroller",
     "EnrollmentPlan",
+    "Screening",
     "camera_frames",
     "find_duplicates",
     "image_files",
     "person_dirs",
     "require_templates",
+    "screen_new_person",
 ]

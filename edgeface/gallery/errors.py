@@ -54,5 +54,13 @@ class IdentityNotFoundError(GalleryError):
     """No enrolled identity has the given name or id (or the name is ambiguous)."""
 
 
+class DuplicateIdentityError(GalleryError):
+    """A new person matches someone already enrolled at the verification threshold."""
+
+
+class LookalikeError(GalleryError):
+    """``--strict``: a new person is a look-alike of someone already enrolled."""
+
+
 class LockTimeoutError(GalleryError):
     """Another process held the gallery's writer lock for too long."""
