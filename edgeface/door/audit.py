@@ -355,6 +355,12 @@ class AuditLog:
         if self._fd is not None or self.first_hash is not None:
             self._find_first()
 
+    def position(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the newest record, read while no record is half-written: a
+        reader stamped before this call knows every record older than its stamp is counted."""
+        with self._mutex:
+            return self.seq, self.head
+
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Write one record and return it (with ``seq``, ``time``, ``prev``)."""
         with self._mutex:

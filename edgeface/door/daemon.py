@@ -156,6 +156,7 @@ class DoorDaemon:
 
     def status(self) -> dict[str, Any]:
         """What an outside observer may know (read from another thread; plain values)."""
+        audit_seq, audit_head = self.audit.position()
         return {
             "relay": "unlocked" if self.actuator.unlocked else "locked",
             "lockout": self._lockout_until is not None,
@@ -163,8 +164,8 @@ class DoorDaemon:
             "camera": "stalled" if self._stalled else "ok",
             "camera_losses": self.stats.camera_losses,
             "uptime_s": round(time.time() - self.started_wall, 1),
-            "audit_seq": self.audit.seq,
-            "audit_head": self.audit.head,
+            "audit_seq": audit_seq,
+            "audit_head": audit_head,
             **self._counters(),
         }
 
