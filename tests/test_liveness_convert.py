@@ -148,6 +148,6 @@ def test_corrupt_checkpoint_is_a_model_error(tmp_path: Path, shared_models: Path
     src = (shared_models / "minifasnet" / FILES["minifasnet-v2"]).read_bytes()
     bad = tmp_path / "bad.pth"
     bad.write_bytes(src[: len(src) // 2])
-    with pytest.raises(ModelError, match="bad.pth"):
+    with pytest.raises(ModelError, match=r"bad\.pth"):
         write_onnx(bad, tmp_path / "out.onnx")
     assert not (tmp_path / "out.onnx").exists()
