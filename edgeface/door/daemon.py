@@ -44,6 +44,7 @@ class Stats:
     skipped_lockout: int = 0
     unlocks: int = 0
     rejections: int = 0
+    spoofs: int = 0  # frames judged not live
     lockouts: int = 0
     errors: int = 0
     camera_losses: int = 0
@@ -55,13 +56,17 @@ class Stats:
 def observation_fields(obs: Observation | None) -> dict[str, Any]:
     if obs is None:
         return {}
-    return {
+    fields: dict[str, Any] = {
         "identity_id": obs.identity_id,
         "score": obs.score,
         "threshold": obs.threshold,
         "quality": obs.quality,
         "face_size": obs.face_size,
     }
+    if obs.liveness is not None:
+        fields["liveness"] = round(obs.liveness, 5)
+        fields["liveness_threshold"] = obs.liveness_threshold
+    return fields
 
 
 class DoorDaemon:
@@ -87,7 +92,7 @@ class DoorDaemon:
         self.notifier = notifier or Notifier(address="")
         self.clock = clock
         self.sleep = sleep
-        self.policy = DecisionPolicy(cfg.policy, clock)
+        self.policy = DecisionPolicy(cfg.policy, clock, require_liveness=cfg.liveness.required)
         self.lockout = Lockout(cfg.lockout, clock)
         if drop_frames is None:
             drop_frames = (
@@ -133,11 +138,17 @@ class DoorDaemon:
         code = 0
         try:
             self.actuator.open()
+            if not self.cfg.liveness.required:
+                log.warning(
+                    "liveness.required = false: a printed photo or a phone screen showing an "
+                    "enrolled face can open this door"
+                )
             self.audit.append(
                 "start",
                 source=self.source.describe(),
                 actuator=self.actuator.describe(),
                 policy=f"{self.cfg.policy.k}-of-{self.cfg.policy.n}",
+                liveness="required" if self.cfg.liveness.required else "off",
             )
             log.info("audit head seq=%d hash=%s", self.audit.seq, self.audit.head)
             self._last_frame_t = self.clock()
@@ -298,9 +309,12 @@ class DoorDaemon:
             self.audit.append("relock", ok=ok)
             if not ok:
                 raise EdgefaceError(f"{self.actuator.describe()}: could not re-lock")
+        elif d.verdict is Verdict.SPOOF:
+            self.stats.spoofs += 1
+            self.audit.append("spoof", reason="spoof", **observation_fields(d.observation))
         elif d.verdict is Verdict.REJECTED:
             self.stats.rejections += 1
-            self.audit.append("rejected", **observation_fields(d.observation))
+            self.audit.append("rejected", reason=d.reason, **observation_fields(d.observation))
             for ev in self.lockout.record_failure(self.source_name, d.time):
                 self.stats.lockouts += 1
                 self._lockout_until = max(self._lockout_until or ev.until, ev.until)
