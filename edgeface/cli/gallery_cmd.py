@@ -319,6 +319,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--threshold", type=float, help="cosine threshold (overrides --far)")
     a.add_argument("--all-faces", action="store_true", help="every face, not only the largest")
     a.add_argument("--json", action="store_true")
+    from edgeface.cli.liveness_opts import add_liveness_option
+
+    add_liveness_option(a)
     a.set_defaults(func=_identify)
 
 
@@ -622,10 +625,15 @@ def _identify(args: argparse.Namespace) -> int:
         raise NoFaceError(f"{args.image}: no face found")
     if not args.all_faces:
         faces = faces[:1] if len(faces) == 1 else [max(faces, key=lambda r: r.face.area)]
+    from edgeface.cli.liveness_opts import liveness_checker, refuse_spoof
+
+    checker = liveness_checker(args)
     out = []
     for r in faces:
+        live = {} if checker is None else {"liveness": refuse_spoof(checker, image, r.face,
+                                                                     str(args.image))}  # fmt: skip
         d = g.identify(r.embedding, threshold, k=args.top_k, model=model)
-        out.append({"face": r.face.to_dict(), **d.to_dict()})
+        out.append({"face": r.face.to_dict(), **d.to_dict(), **live})
         if not args.json:
             if d.known and d.best:
                 print(
