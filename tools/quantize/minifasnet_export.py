@@ -109,9 +109,29 @@ class _Graph:
             group=groups,
         )
         if act:
-            slope = sd[f"{module}.prelu.weight"].astype(np.float32).reshape(-1, 1, 1)
-            y = self.node("PRelu", [y, self.const(f"{module}.prelu.w", slope)], f"{module}.prelu")
+            y = self.prelu(y, module)
         return y
+
+    def prelu(self, x: str, module: str) -> str:
+        """Per-channel PReLU as ``Max(x, slope * x)``, exact for slopes <= 1.
+
+        Why not the PRelu op: ONNX Runtime's PRelu with a (C, 1, 1) slope takes a generic
+        broadcasting path that was 80 % of MiniFASNetV2's time (10.9 ms of 11.1 ms per face,
+        batch 1, one thread); Mul + Max gave the same outputs bit for bit in 1.3 ms. For
+        x >= 0, slope * x <= x; for x < 0, slope * x >= x, and both operands are the values
+        PRelu itself would return. Every slope in both upstream files is in [-0.28, 0.59];
+        a slope above 1 would break the identity, so it falls back to Relu(x) + slope * Min(x, 0).
+        """
+        slope = self.sd[f"{module}.prelu.weight"].astype(np.float32).reshape(-1, 1, 1)
+        a = self.const(f"{module}.prelu.w", slope)
+        if float(slope.max()) <= 1.0:
+            scaled = self.node("Mul", [x, a], f"{module}.prelu.scaled")
+            return self.node("Max", [x, scaled], f"{module}.prelu")
+        zero = self.const(f"{module}.prelu.zero", np.zeros((), np.float32))
+        pos = self.node("Relu", [x], f"{module}.prelu.pos")
+        neg = self.node("Min", [x, zero], f"{module}.prelu.neg")
+        scaled = self.node("Mul", [neg, a], f"{module}.prelu.scaled")
+        return self.node("Add", [pos, scaled], f"{module}.prelu")
 
     def se(self, y: str, module: str) -> str:
         """Squeeze-excitation gate on the block's projected output (V1SE only)."""
