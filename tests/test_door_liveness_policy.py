@@ -68,7 +68,7 @@ BASE = {
 def test_liveness_section_defaults_to_required() -> None:
     cfg = parse_config(BASE)
     assert cfg.liveness.required is True and cfg.liveness.threshold is None
-    assert cfg.liveness.target_bpcer == 0.05
+    assert cfg.liveness.target_bpcer == 0.02
 
 
 def test_liveness_section_is_validated(tmp_path: Path) -> None:

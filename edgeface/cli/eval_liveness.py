@@ -35,7 +35,7 @@ def register_liveness(actions: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--min-face", type=float, default=40.0, help="detector minimum face, px")
     p.add_argument("--plot", metavar="PNG", help="write the DET curves (APCER vs BPCER) here")
-    p.add_argument("--cache", metavar="NPZ", help="reuse / store the detected patches here")
+    p.add_argument("--cache", metavar="JSON", help="reuse / store the detected face boxes here")
     p.add_argument(
         "--write-calibration",
         action="store_true",
@@ -85,23 +85,14 @@ def _checker(paths: tuple[str, ...] | None, threads: int) -> Any:
 def _faces(args: argparse.Namespace, sets: list[str], root: Path) -> dict[str, Any]:
     from edgeface.cli.eval_cmd import progress
     from edgeface.detector import DetectorConfig, MTCNNDetector
-    from edgeface.evaluation.liveness import FaceSet, collect_faces
+    from edgeface.evaluation.liveness import FaceSet, collect_faces, cut_patches
 
     scales = (2.7, 4.0)
     cache = Path(args.cache) if args.cache else None
     if cache is not None and cache.is_file():
-        with np.load(cache, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta["min_face"] == args.min_face and set(sets) <= set(meta["sets"]):
-                faces = {}
-                for s in sets:
-                    m = meta["sets"][s]
-                    boxes = [tuple(b) for b in m["boxes"]]
-                    fs = FaceSet(s, labels=m["labels"], files=m["files"], no_face=m["no_face"],
-                                 images=m["images"], boxes=boxes)  # fmt: skip
-                    fs.patches = {sc: list(z[f"{s}/{sc}"]) for sc in scales}
-                    faces[s] = fs
-                return faces
+        meta = json.loads(cache.read_text(encoding="utf-8"))
+        if meta.get("min_face") == args.min_face and set(sets) <= set(meta["sets"]):
+            return {s: cut_patches(root / s, FaceSet(s, **meta["sets"][s]), scales) for s in sets}
     det = MTCNNDetector(DetectorConfig(min_face_size=args.min_face))
 
     def wrap(items: Any, desc: str, total: int) -> Any:
@@ -109,13 +100,11 @@ def _faces(args: argparse.Namespace, sets: list[str], root: Path) -> dict[str, A
 
     faces = {s: collect_faces(root / s, s, det.detect, scales, wrap=wrap) for s in sets}
     if cache is not None:
-        meta = {"min_face": args.min_face, "sets": {
-            s: {"labels": f.labels, "files": f.files, "no_face": f.no_face, "images": f.images,
-                "boxes": f.boxes}
-            for s, f in faces.items()}}  # fmt: skip
-        arrays = {f"{s}/{sc}": f.stacked(sc) for s, f in faces.items() for sc in scales}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, meta=np.array(json.dumps(meta)), **arrays)
+        from edgeface.cli.eval_cmd import write_json
+
+        write_json(cache, {"min_face": args.min_face, "sets": {s: {
+            "labels": f.labels, "files": f.files, "no_face": f.no_face, "images": f.images,
+            "boxes": f.boxes} for s, f in faces.items()}})  # fmt: skip
     return faces
 
 

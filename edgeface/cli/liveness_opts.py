@@ -21,7 +21,7 @@ def add_liveness_option(p: argparse.ArgumentParser) -> None:
         "--liveness-threshold",
         type=float,
         metavar="T",
-        help="threshold on the live score (default: the calibrated one, BPCER 5 %%)",
+        help="threshold on the live score (default: the calibrated one, BPCER 2 %%)",
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from edgeface.camera.factory import validate_source_config
 from edgeface.errors import ConfigError
+from edgeface.liveness.calibration import DEFAULT_TARGET_BPCER
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -164,7 +165,7 @@ class LivenessCheckConfig:
 
     required: bool = True
     threshold: float | None = None
-    target_bpcer: float = 0.05
+    target_bpcer: float = DEFAULT_TARGET_BPCER
     #: manifest entries of the two networks (2.7x and 4.0x crops)
     models: tuple[str, ...] = ("minifasnet-v2", "minifasnet-v1se")
     #: explicit files for them (e.g. the INT8 pair), one per model

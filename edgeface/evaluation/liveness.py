@@ -71,13 +71,17 @@ def collect_faces(
     size: int = 80,
     load: Callable[[Path], np.ndarray] | None = None,
     wrap: Callable[[Iterable[Path], str, int], Iterable[Path]] = lambda it, _d, _n: it,
+    per_label: int | None = None,
 ) -> FaceSet:
-    """Detect the largest face of every image of ``root/{live,spoof}`` and cut its patches."""
+    """Detect the largest face of every image of ``root/{live,spoof}`` and cut its patches
+    (``per_label``: only that many images per folder, spread evenly)."""
     if load is None:
         from edgeface.imaging import load_image as load
     out = FaceSet(name, patches={s: [] for s in scales})
     for label in LABELS:
         files = set_files(root, label)
+        if per_label is not None and len(files) > per_label:
+            files = [files[i] for i in np.linspace(0, len(files) - 1, per_label).astype(int)]
         out.images[label] = len(files)
         for path in wrap(files, f"{name}/{label}", len(files)):
             try:
@@ -95,6 +99,19 @@ def collect_faces(
             out.files.append(f"{label}/{path.name}")
             out.boxes.append(tuple(round(float(v), 2) for v in face.box))  # type: ignore[arg-type]
     return out
+
+
+def cut_patches(root: Path, faces: FaceSet, scales: Sequence[float], *, size: int = 80) -> FaceSet:
+    """Fill ``faces.patches`` from its (cached) boxes: reading images is cheap, detecting is not."""
+    from edgeface.imaging import load_image
+
+    faces.boxes = [tuple(b) for b in faces.boxes]  # type: ignore[misc]
+    faces.patches = {s: [] for s in scales}
+    for name, box in zip(faces.files, faces.boxes, strict=True):
+        image = load_image(root / name)
+        for s in scales:
+            faces.patches[s].append(context_patch(image, box, s, size))
+    return faces
 
 
 def score_faces(checker: Any, faces: FaceSet) -> np.ndarray:

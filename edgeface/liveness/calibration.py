@@ -22,8 +22,9 @@ import numpy as np
 
 from edgeface.errors import ConfigError
 
-DEFAULT_TARGET_BPCER = 0.05
-TARGETS = (0.01, 0.05, 0.10)
+#: the pooled development live faces: 0.02 meets both sets' goals (docs/liveness.md), 0.05 does not
+DEFAULT_TARGET_BPCER = 0.02
+TARGETS = (0.01, 0.02, 0.05, 0.10)
 
 
 def threshold_for_bpcer(live_scores: np.ndarray, bpcer: float) -> float:

@@ -8,6 +8,14 @@ keeping the box's aspect ratio. Upstream's rules, which the weights expect:
 * a box that sticks out is **shifted** back inside, never padded (padding would add a
   border the networks never saw in training, which looks like a print's edge);
 * the corners are truncated to integers and the patch is inclusive of both.
+
+Our MTCNN box is not upstream's box: upstream cropped around the box of its own RetinaFace
+detector, which is close to square, while MTCNN's is usually taller than wide (forehead to
+chin, cheek to cheek). Since every crop scales the box, a narrow box gives a narrow crop with
+less of the surroundings the networks look at. :func:`square_box` (side = the longer side,
+same centre) restores that; measured on the development halves with the float pair
+(docs/liveness.md): NUAA live faces rejected at a 0.4 threshold 5.1 % with the raw MTCNN box,
+0.0 % with the square box; CelebA-Spoof slice APCER 21 % either way.
 """
 
 from __future__ import annotations
@@ -61,11 +69,21 @@ def context_box(
     return CropBox(int(left), int(top), int(right), int(bottom))
 
 
+def square_box(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    """The square of side max(width, height) with the same centre (see the module docstring)."""
+    x1, y1, x2, y2 = (float(v) for v in box)
+    half = max(x2 - x1, y2 - y1) / 2.0
+    cx, cy = (x1 + x2) / 2.0, (y1 + y2) / 2.0
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
 def context_patch(
     image: np.ndarray, box: tuple[float, float, float, float], scale: float, size: int
 ) -> np.ndarray:
-    """The ``size`` x ``size`` patch (bilinear, aspect ratio not kept, as upstream did)."""
-    crop = context_box(box, (image.shape[1], image.shape[0]), scale).cut(image)
+    """The ``size`` x ``size`` patch of our detector's ``box``: squared, enlarged by
+    ``scale`` with upstream's rules, resized bilinearly (aspect ratio not kept, as upstream)."""
+    square = square_box(box)
+    crop = context_box(square, (image.shape[1], image.shape[0]), scale).cut(image)
     if crop.size == 0:
         raise ImageError(f"empty liveness patch for box {box}")
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
