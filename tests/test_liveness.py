@@ -16,8 +16,16 @@ from edgeface.liveness.calibration import bpcer_apcer, threshold_for_bpcer
 
 
 @pytest.fixture(scope="module")
-def samples(shared_models: Path) -> Path:
-    return shared_models / "minifasnet" / "samples"
+def samples(shared_models: Path, tmp_path_factory) -> Path:
+    """Upstream's samples, upright. They are phone JPEGs rotated by an EXIF tag, which
+    cv2.imread (upstream) applies and ``load_image`` (cv2.imdecode, IMREAD_UNCHANGED) does not:
+    loaded as they are, the faces lie on their side and MTCNN finds none."""
+    import cv2
+
+    out = tmp_path_factory.mktemp("samples")
+    for src in sorted((shared_models / "minifasnet" / "samples").glob("*.jpg")):
+        cv2.imwrite(str(out / f"{src.stem}.png"), cv2.imread(str(src)))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +56,7 @@ def test_degenerate_box_is_an_image_error() -> None:
 
 
 def test_threshold_for_bpcer_keeps_its_promise() -> None:
-    live = np.linspace(0.0, 1.0, 101)
+    live = np.arange(100) / 100.0
     thr = threshold_for_bpcer(live, 0.05)
     bpcer, apcer = bpcer_apcer(live, np.array([0.0, thr, 1.0]), thr)
     assert bpcer <= 0.05 and bpcer == pytest.approx(0.05)
@@ -60,7 +68,7 @@ def test_upstream_samples_with_our_detector(checker, detector, samples: Path) ->
 
     verdicts = {}
     for name in ("image_F1", "image_F2", "image_T1"):
-        image = load_image(samples / f"{name}.jpg")
+        image = load_image(samples / f"{name}.png")
         face = max(detector.detect(image), key=lambda f: f.area)
         verdicts[name] = checker.check(image, face)
     assert not verdicts["image_F1"].live and verdicts["image_F1"].score < 0.2  # print
@@ -73,7 +81,7 @@ def test_colour_order_matters(checker, detector, samples: Path) -> None:
     makes the screen-replay sample look far more live."""
     from edgeface.imaging import load_image
 
-    image = load_image(samples / "image_F2.jpg")
+    image = load_image(samples / "image_F2.png")
     face = max(detector.detect(image), key=lambda f: f.area)
     swapped = np.ascontiguousarray(image[..., ::-1])
     assert checker.score(swapped, face) > checker.score(image, face) + 0.3
@@ -112,15 +120,15 @@ def _edgeface(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_verify_refuses_a_photo_of_a_photo(checker, samples: Path, tmp_path: Path) -> None:
-    res = _edgeface("verify", str(samples / "image_F1.jpg"), str(samples / "image_T1.jpg"),
+    res = _edgeface("verify", str(samples / "image_F1.png"), str(samples / "image_T1.png"),
                     "--liveness", cwd=tmp_path)  # fmt: skip
     assert res.returncode == 14, res.stderr
     err = res.stderr.strip().splitlines()
-    assert len(err) == 1 and "image_F1.jpg: the face is not live" in err[0]
+    assert len(err) == 1 and "image_F1.png: the face is not live" in err[0]
 
 
 def test_cli_detect_reports_liveness(checker, samples: Path, tmp_path: Path) -> None:
-    res = _edgeface("detect", str(samples / "image_T1.jpg"), str(samples / "image_F2.jpg"),
+    res = _edgeface("detect", str(samples / "image_T1.png"), str(samples / "image_F2.png"),
                     "--liveness", "--min-face", "60", cwd=tmp_path)  # fmt: skip
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
@@ -131,12 +139,12 @@ def test_cli_detect_reports_liveness(checker, samples: Path, tmp_path: Path) -> 
 def test_cli_corrupt_liveness_model_is_one_line_exit_4(samples: Path, tmp_path: Path) -> None:
     import os
 
-    cache = tmp_path / "cache"
-    (cache / "derived").mkdir(parents=True)
-    (cache / "derived" / "minifasnet_v2_2.7.onnx").write_bytes(b"not a model")
-    env = {**os.environ, "EDGEFACE_CACHE_DIR": str(cache)}
+    models = tmp_path / "models"  # searched before the cache: a corrupt copy shadows the good one
+    (models / "derived").mkdir(parents=True)
+    (models / "derived" / "minifasnet_v2_2.7.onnx").write_bytes(b"not a model")
+    env = {**os.environ, "EDGEFACE_MODELS_DIR": str(models)}
     res = subprocess.run(
-        [sys.executable, "-m", "edgeface.cli.main", "detect", str(samples / "image_T1.jpg"),
+        [sys.executable, "-m", "edgeface.cli.main", "detect", str(samples / "image_T1.png"),
          "--liveness"], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
     )  # fmt: skip
     assert res.returncode == 4

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgeface.camera.base import EndOfStream, FrameSource
+from edgeface.camera.replay import ImageDirectorySource
 from edgeface.door.actuators import FailSecureActuator, FileRelayActuator
 from edgeface.door.audit import AuditLog, verify_files
 from edgeface.door.config import parse_config
@@ -22,22 +22,6 @@ from edgeface.imaging import load_image
 
 pytestmark = pytest.mark.slow
 SUBJECT = "0001"
-
-
-class ListSource(FrameSource):
-    kind = "replay"
-    live = False
-
-    def __init__(self, images: list[np.ndarray], **kw) -> None:
-        super().__init__(**kw)
-        self.images = images
-
-    def _open(self) -> None: ...
-
-    def _read(self) -> np.ndarray:
-        if self._index >= len(self.images):
-            raise EndOfStream("done")
-        return self.images[self._index]
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +51,7 @@ def rig(models_ready: None, nuaa):
     return pipeline, gallery, ident_id, LivenessChecker.from_config()
 
 
-def run_door(tmp_path: Path, frames: list[np.ndarray], rig):
+def run_door(tmp_path: Path, frames: list[Path], rig):
     pipeline, gallery, _, checker = rig
     clock = FakeClock()
     timers = ManualTimer(clock)
@@ -93,11 +77,17 @@ def run_door(tmp_path: Path, frames: list[np.ndarray], rig):
         return observations[-1]
 
     ident.identify = spy  # type: ignore[method-assign]
-    daemon = DoorDaemon(cfg, source=ListSource(frames, clock=clock), identifier=ident,
-                        actuator=FailSecureActuator(FileRelayActuator(tmp_path / "relay"),
-                                                    timer_factory=timers.factory),
-                        audit=AuditLog(tmp_path / "audit.jsonl"), clock=clock,
-                        sleep=clock.sleep)  # fmt: skip
+    daemon = DoorDaemon(
+        cfg,
+        source=ImageDirectorySource(files=frames, clock=clock),
+        identifier=ident,
+        actuator=FailSecureActuator(
+            FileRelayActuator(tmp_path / "relay"), timer_factory=timers.factory
+        ),
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        clock=clock,
+        sleep=clock.sleep,
+    )
     assert daemon.run() == 0
     assert verify_files([tmp_path / "audit.jsonl"]).ok
     recs = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
@@ -106,7 +96,7 @@ def run_door(tmp_path: Path, frames: list[np.ndarray], rig):
 
 def test_printed_photos_of_an_enrolled_person_never_unlock(tmp_path, rig, nuaa) -> None:
     _, _, ident_id, _ = rig
-    frames = [load_image(p) for p in nuaa["spoof"][:40]]
+    frames = nuaa["spoof"][:40]
     daemon, recs, obs = run_door(tmp_path, frames, rig)
     events = [r["event"] for r in recs]
     assert "unlock" not in events and daemon.stats.unlocks == 0
@@ -122,7 +112,7 @@ def test_printed_photos_of_an_enrolled_person_never_unlock(tmp_path, rig, nuaa) 
 
 def test_live_frames_of_the_same_person_unlock(tmp_path, rig, nuaa) -> None:
     _, _, ident_id, _ = rig
-    frames = [load_image(p) for p in nuaa["live"][3:18]]
+    frames = nuaa["live"][3:18]
     _, recs, _ = run_door(tmp_path, frames, rig)
     unlocks = [r for r in recs if r["event"] == "unlock"]
     assert unlocks and unlocks[0]["identity_id"] == ident_id

@@ -113,14 +113,14 @@ def run_liveness(args: argparse.Namespace) -> int:
     from edgeface.evaluation.datasets import find_data_root
     from edgeface.evaluation.liveness import (
         SPOOF_DIR,
+        argmax_rates,
         ms_per_face,
         plot_det,
-        score_faces,
         set_metrics,
+        summed_probabilities,
     )
     from edgeface.liveness.calibration import (
         TARGETS,
-        bpcer_apcer,
         find_calibration,
         packaged_calibrations,
         threshold_for_bpcer,
@@ -138,7 +138,8 @@ def run_liveness(args: argparse.Namespace) -> int:
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for label, paths in models:
         checker = _checker(paths, args.threads)
-        scores = {s: score_faces(checker, f) for s, f in faces.items()}
+        summed = {s: summed_probabilities(checker, f) for s, f in faces.items()}
+        scores = {s: v[:, 1] / len(checker.nets) for s, v in summed.items()}
         live_all = np.concatenate([scores[s][faces[s].is_live] for s in sets])
         if args.write_calibration:
             cal = make_calibration(label, checker.model_sha256, faces, scores, live_all)
@@ -159,8 +160,7 @@ def run_liveness(args: argparse.Namespace) -> int:
             m["images"] = f.images
             m["ms_per_face"] = round(ms_per_face(checker, f), 3)
             # upstream's own rule: argmax of the summed softmaxes == live
-            m["argmax_rule"] = dict(zip(("bpcer", "apcer"), bpcer_apcer(live, spoof, 0.5),
-                                        strict=True))  # fmt: skip
+            m["argmax_rule"] = argmax_rates(summed[s], f.is_live)
             variant["sets"][s] = m
             curves[f"{label} {s}"] = (live, spoof)
         report["variants"][label] = variant
@@ -190,9 +190,12 @@ def make_calibration(label: str, shas: list[str], faces: dict[str, Any],
         for key, thr in thresholds.items():
             bpcer, apcer = bpcer_apcer(live, spoof, thr)
             per_set[s][key] = {"bpcer": round(bpcer, 5), "apcer": round(apcer, 5)}
-    source = {"dataset": "shared/data/spoof development halves, live faces of all sets pooled",
-              "detector": "edgeface MTCNN, largest face", "live_faces": int(live_all.size),
-              "at_thresholds": per_set}  # fmt: skip
+    source = {
+        "dataset": "shared/data/spoof development halves, live faces of all sets pooled",
+        "detector": "edgeface MTCNN, largest face, squared box",
+        "live_faces": int(live_all.size),
+        "at_thresholds": per_set,
+    }
     return LivenessCalibration(f"minifasnet-{label}", list(shas), thresholds, source)
 
 
@@ -215,3 +218,6 @@ def print_table(report: dict[str, Any]) -> None:
                     f"{_pct(at.get('0.05', {}).get('apcer', float('nan'))):>8} {nf:>7} "
                     f"{m['ms_per_face']:>6.2f}"
                 )
+            am = m["argmax_rule"]
+            print(f"{label:<8} {s:<20} {'argmax':>6} {'-':>7} {_pct(am['bpcer']):>7} "
+                  f"{_pct(am['apcer']):>7}   (upstream's rule)")  # fmt: skip

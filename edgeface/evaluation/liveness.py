@@ -114,16 +114,32 @@ def cut_patches(root: Path, faces: FaceSet, scales: Sequence[float], *, size: in
     return faces
 
 
-def score_faces(checker: Any, faces: FaceSet) -> np.ndarray:
-    """Fused live scores of every face of a set (the checker's networks, their own scales)."""
-    if not faces.labels:
-        return np.empty(0, np.float64)
+def summed_probabilities(checker: Any, faces: FaceSet) -> np.ndarray:
+    """Summed softmax vectors ``(N, 3)`` of the checker's networks (each on its own scale)."""
     total = np.zeros((len(faces.labels), 3), np.float64)
     for net in checker.nets:
-        total += net.probabilities(faces.stacked(net.crop_scale))
+        if faces.labels:
+            total += net.probabilities(faces.stacked(net.crop_scale))
+    return total
+
+
+def score_faces(checker: Any, faces: FaceSet) -> np.ndarray:
+    """Fused live scores of every face of a set (the checker's networks, their own scales)."""
     from edgeface.liveness.model import LIVE_INDEX
 
-    return total[:, LIVE_INDEX] / len(checker.nets)
+    return summed_probabilities(checker, faces)[:, LIVE_INDEX] / len(checker.nets)
+
+
+def argmax_rates(summed: np.ndarray, is_live: np.ndarray) -> dict[str, float]:
+    """Upstream's own rule (live iff the summed vector's argmax is the live class)."""
+    from edgeface.liveness.model import LIVE_INDEX
+
+    live = np.argmax(summed, axis=1) == LIVE_INDEX
+    nan = float("nan")
+    return {
+        "bpcer": float(np.mean(~live[is_live])) if is_live.any() else nan,
+        "apcer": float(np.mean(live[~is_live])) if (~is_live).any() else nan,
+    }
 
 
 def ms_per_face(checker: Any, faces: FaceSet, runs: int = 50) -> float:
