@@ -321,13 +321,12 @@ def liveness_calibration_patches(
         raise NoFaceError(f"{data_dir}: no <set>/live folders to calibrate liveness on")
     det = MTCNNDetector()
     scales = (2.7, 4.0)
-    per_set = max(1, faces // len(sets))
+    per_label = max(1, faces // (2 * len(sets)))
     out: dict[float, list[np.ndarray]] = {s: [] for s in scales}
     for root in sets:
-        fs = collect_faces(root, root.name, det.detect, scales)
-        pick = np.linspace(0, len(fs.labels) - 1, min(per_set, len(fs.labels))).astype(int)
+        fs = collect_faces(root, root.name, det.detect, scales, per_label=per_label)
         for s in scales:
-            out[s] += [fs.patches[s][i] for i in pick]
+            out[s] += fs.patches[s]
     return {s: np.stack(v) for s, v in out.items()}
 
 
