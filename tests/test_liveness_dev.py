@@ -3,7 +3,8 @@ the shipped calibration: thresholds that can fail.
 
 * CelebA-Spoof slice: BPCER <= 10 % with APCER <= 22 %;
 * NUAA: BPCER <= 1 % with APCER <= 1 %;
-* INT8 ONNX within 1 point of float (APCER and BPCER, at the same target BPCER).
+* INT8 ONNX no more than 1 point worse than float (APCER and BPCER, at the same target
+  BPCER); it may be better.
 """
 
 from __future__ import annotations
@@ -76,5 +77,5 @@ def test_int8_within_one_point_of_float(faces, tmp_path: Path, shared_data: Path
         rates[name] = {s: bpcer_apcer(scores[s][f.is_live], scores[s][~f.is_live], thr)
                        for s, f in faces.items()}  # fmt: skip
     for s in faces:
-        for i in (0, 1):
-            assert abs(rates["int8"][s][i] - rates["float"][s][i]) <= 0.01, (s, rates)
+        for i in (0, 1):  # BPCER, APCER: INT8 may not be worse than float by more than 1 point
+            assert rates["int8"][s][i] - rates["float"][s][i] <= 0.01, (s, rates)
