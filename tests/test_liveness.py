@@ -30,10 +30,6 @@ def samples(shared_models: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def checker(models_ready: None) -> LivenessChecker:
-    from edgeface.modelstore.fetch import fetch_model
-
-    for name in ("minifasnet-v2", "minifasnet-v1se"):
-        fetch_model(name, log=lambda _m: None)
     return LivenessChecker.from_config()
 
 

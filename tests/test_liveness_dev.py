@@ -25,10 +25,7 @@ GOALS = {"celeba_spoof_subset": (0.10, 0.22), "nuaa_raw": (0.01, 0.01)}
 def faces(models_ready: None, shared_data: Path):
     from edgeface.detector import DetectorConfig, MTCNNDetector
     from edgeface.evaluation.liveness import collect_faces
-    from edgeface.modelstore.fetch import fetch_model
 
-    for name in ("minifasnet-v2", "minifasnet-v1se"):
-        fetch_model(name, log=lambda _m: None)
     det = MTCNNDetector(DetectorConfig(min_face_size=40))
     root = shared_data / "spoof"
     return {s: collect_faces(root / s, s, det.detect, (2.7, 4.0)) for s in GOALS}

@@ -35,11 +35,8 @@ def rig(models_ready: None, nuaa):
     from edgeface.detector import DetectorConfig
     from edgeface.gallery.store import Gallery, ModelRef, Template
     from edgeface.liveness import LivenessChecker
-    from edgeface.modelstore.fetch import fetch_model
     from edgeface.recognition import FacePipeline, PipelineConfig
 
-    for name in ("minifasnet-v2", "minifasnet-v1se"):
-        fetch_model(name, log=lambda _m: None)
     pipeline = FacePipeline.from_config(PipelineConfig(detector=DetectorConfig(min_face_size=64)))
     model = ModelRef.of(pipeline.embedder)
     gallery = Gallery(model=model)
