@@ -146,3 +146,20 @@ def test_cli_corrupt_liveness_model_is_one_line_exit_4(samples: Path, tmp_path: 
     assert res.returncode == 4
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and "minifasnet_v2_2.7.onnx" in err[0] and "sha256" in err[0]
+
+
+def test_door_check_loads_the_liveness_models(checker, tmp_path: Path) -> None:
+    from edgeface.door.config import parse_config
+    from edgeface.door.health import check_liveness
+
+    base = {"camera": {"kind": "images", "path": "."}, "actuator": {"kind": "dryrun"}}
+    ok = check_liveness(parse_config(base))
+    assert ok.ok and f"threshold {checker.threshold:.4f}" in ok.message
+    bad = tmp_path / "v2.onnx"
+    bad.write_bytes(b"garbage")
+    good = str(checker.nets[1].session.info.path)
+    cfg = parse_config({**base, "liveness": {"paths": [str(bad), good]}})
+    failed = check_liveness(cfg)
+    assert not failed.ok and "v2.onnx" in failed.message
+    off = check_liveness(parse_config({**base, "liveness": {"required": False}}))
+    assert off.ok and off.message.startswith("OFF")
