@@ -151,3 +151,21 @@ def test_corrupt_checkpoint_is_a_model_error(tmp_path: Path, shared_models: Path
     with pytest.raises(ModelError, match=r"bad\.pth"):
         write_onnx(bad, tmp_path / "out.onnx")
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_float_build_needs_only_numpy_and_onnx(tmp_path: Path, shared_models: Path) -> None:
+    """``models fetch`` builds it on a device: no TensorFlow, torch or ONNX Runtime imported."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "v1se.onnx"
+    code = (
+        "import sys\n"
+        "for m in ('tensorflow', 'torch', 'onnxruntime', 'onnx2tf'): sys.modules[m] = None\n"
+        "from pathlib import Path\n"
+        "from edgeface_tools.converters import minifasnet_onnx\n"
+        f"minifasnet_onnx(Path({str(shared_models / 'minifasnet' / FILES['minifasnet-v1se'])!r}),"
+        f" Path({str(out)!r}))\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == get_entry("minifasnet-v1se").sha256
