@@ -10,7 +10,8 @@ the door's frame -> decision.
 
     python bench/bench_liveness.py [--int8 DIR] [--runs 200] [--frames 60] [--out JSON]
 
-``--int8 DIR``: the output of ``edgeface quantize build --what liveness --out DIR``.
+``--int8 DIR``: the output of ``edgeface quantize build --what liveness --out DIR`` (its INT8
+ONNX and INT8 TFLite pairs are timed).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -54,17 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     variants: dict[str, LivenessConfig] = {
         "float": LivenessConfig(threshold=0.5, session_options={"threads": args.threads})
     }
+    nets = ("minifasnet-v2", "minifasnet-v1se")
     if args.int8:
-        paths = tuple(
-            str(args.int8 / f"{m}-int8.onnx") for m in ("minifasnet-v2", "minifasnet-v1se")
-        )
-        variants["int8"] = LivenessConfig(paths=paths, threshold=0.5,
-                                          session_options={"threads": args.threads})  # fmt: skip
+        for label, suffix, backend in (("int8", "int8.onnx", "onnxruntime"),
+                                       ("tflite-int8", "int8.tflite", "litert")):  # fmt: skip
+            paths = tuple(str(args.int8 / f"{m}-{suffix}") for m in nets)
+            if all(Path(p).is_file() for p in paths):
+                opts = {"threads": args.threads}
+                variants[label] = LivenessConfig(
+                    paths=paths, backend=backend, threshold=0.5, session_options=opts
+                )
     checkers = {k: LivenessChecker.from_config(v) for k, v in variants.items()}
 
     # 1. ms per face
     pipeline = FacePipeline.from_config(PipelineConfig(detector=DetectorConfig(min_face_size=64)))
-    image = load_image(SAMPLE)
+    import cv2
+
+    # cv2.imread applies the sample's EXIF rotation (load_image does not): an upright face
+    image = np.ascontiguousarray(cv2.imread(str(SAMPLE))[:, :, ::-1])
     face = pipeline.best_face(image).face  # type: ignore[union-attr]
     per_face: dict[str, float] = {}
     for name, ck in checkers.items():

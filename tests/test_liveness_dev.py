@@ -60,7 +60,7 @@ def test_int8_within_one_point_of_float(faces, tmp_path: Path, shared_data: Path
     from edgeface.evaluation.liveness import score_faces
 
     out = ArtifactDir(tmp_path / "q")
-    build_liveness(out, shared_data / "spoof", faces=128, tflite=False, progress=False)
+    build_liveness(out, shared_data / "spoof", faces=256, tflite=False, progress=False)
     paths = tuple(str(out.root / f"{m}-int8.onnx") for m in ("minifasnet-v2", "minifasnet-v1se"))
     variants = {
         "float": LivenessChecker.from_config(LivenessConfig(threshold=0.5)),
