@@ -163,3 +163,17 @@ def test_door_check_loads_the_liveness_models(checker, tmp_path: Path) -> None:
     assert not failed.ok and "v2.onnx" in failed.message
     off = check_liveness(parse_config({**base, "liveness": {"required": False}}))
     assert off.ok and off.message.startswith("OFF")
+
+
+def test_enrollment_refuses_a_printed_photo(checker, pipeline, shared_data: Path) -> None:
+    from edgeface.gallery.enroll import Enroller
+
+    nuaa = shared_data / "spoof" / "nuaa_raw"
+    enroller = Enroller(pipeline, liveness=checker)
+    plan = enroller.from_files("NUAA 0001", [
+        sorted((nuaa / "live").glob("0001_*.jpg"))[0],
+        sorted((nuaa / "spoof").glob("0001_*.jpg"))[0],
+    ])  # fmt: skip
+    live, photo = plan.candidates
+    assert live.accepted, live.reason
+    assert not photo.accepted and "not a live face" in (photo.reason or "")

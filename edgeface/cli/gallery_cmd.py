@@ -256,6 +256,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     a.add_argument("--dry-run", action="store_true", help="assess the images, change nothing")
     a.add_argument("--json", action="store_true")
+    from edgeface.cli.liveness_opts import add_liveness_option
+
+    add_liveness_option(a)
     a.set_defaults(func=_enroll)
 
     a = gsub.add_parser("remove", help="remove a person (the file is rewritten, backup too)")
@@ -384,8 +387,14 @@ def _enroll(args: argparse.Namespace) -> int:
     model = ModelRef.of(pipeline.embedder)
     gallery.check_model(model)
     max_t = gallery.max_templates
+    from edgeface.cli.liveness_opts import liveness_checker
+
     enroller = Enroller(
-        pipeline, gates=_gates(args), max_templates=max_t, take_largest=args.take_largest
+        pipeline,
+        gates=_gates(args),
+        max_templates=max_t,
+        take_largest=args.take_largest,
+        liveness=liveness_checker(args),
     )
     plans = []
     for name, files in jobs:
