@@ -42,3 +42,9 @@ class StorageError(EdgefaceError):
     """A file could not be written safely (full disk, read-only directory, ...)."""
 
     exit_code = 6
+
+
+class SpoofError(EdgefaceError):
+    """A face failed the liveness check: a printed photo, a screen or a mask, not a person."""
+
+    exit_code = 18

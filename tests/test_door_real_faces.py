@@ -127,6 +127,8 @@ def run_door(tmp_path: Path, frames: list[np.ndarray], door_pipeline, gallery_fi
             "audit": {"path": str(tmp_path / "audit.jsonl")},
             "policy": {"min_face_size": 60, "unlock_s": 5.0},
             "recognition": {"max_fps": 5.0},
+            # LFW press photos; liveness has its own door replay (test_liveness_door.py)
+            "liveness": {"required": False},
         }
     )
     ident = PipelineIdentifier(
@@ -241,6 +243,8 @@ kind = "file"
 path = "{tmp_path / "relay"}"
 [audit]
 path = "{tmp_path / "audit.jsonl"}"
+[liveness]
+required = {extra.get("liveness_required", "false")}
 """
     cfg = tmp_path / "door.toml"
     cfg.write_text(text)

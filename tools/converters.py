@@ -170,8 +170,16 @@ def _mtcnn_onnx(net: str) -> Callable[[Path, Path], None]:
     return transform
 
 
+def minifasnet_onnx(pth: Path, out: Path) -> None:
+    """Float ONNX of a MiniFASNet checkpoint (numpy + onnx only, so it builds on a device)."""
+    from edgeface_tools.quantize.minifasnet_export import write_onnx
+
+    write_onnx(pth, out)
+
+
 DERIVED_TRANSFORMS: dict[str, Callable[[Path, Path], None]] = {
     "onnx_dynamic_batch": onnx_dynamic_batch,
+    "minifasnet_onnx": minifasnet_onnx,
     **{f"mtcnn_onnx_{net}": _mtcnn_onnx(net) for net in ("pnet", "rnet", "onet")},
 }
 

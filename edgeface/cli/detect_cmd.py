@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgeface.cli.liveness_opts import add_liveness_option, liveness_checker
 from edgeface.detector import DetectorConfig, MTCNNDetector
 from edgeface.errors import ConfigError, EdgefaceError, StorageError
 from edgeface.imaging import load_image
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--draw", metavar="OUT.png", help="write the image with boxes and landmarks")
     p.add_argument("--min-face", type=float, default=20.0, metavar="N", help="smallest face, px")
+    add_liveness_option(p)
     p.set_defaults(func=run)
 
 
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if args.draw and not cv2.haveImageWriter(str(args.draw)):
         raise ConfigError(f"--draw {args.draw}: not an image file name (use .png or .jpg)")
     detector = MTCNNDetector(DetectorConfig(min_face_size=args.min_face))
+    checker = liveness_checker(args)
     results = []
     failures = 0
     for path in args.images:
@@ -56,8 +59,12 @@ def run(args: argparse.Namespace) -> int:
             results.append({"image": path, "error": str(exc)})
             continue
         faces = detector.detect(image)
+        docs = [f.to_dict() for f in faces]
+        if checker is not None:
+            for doc, face in zip(docs, faces, strict=True):
+                doc["liveness"] = checker.check(image, face).to_dict()
         results.append({"image": path, "width": image.shape[1], "height": image.shape[0],
-                        "faces": [f.to_dict() for f in faces]})  # fmt: skip
+                        "faces": docs})  # fmt: skip
         if args.draw:
             out = Path(args.draw)
             if not cv2.imwrite(str(out), draw_faces(image, faces)):
@@ -74,5 +81,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['image']}: {len(r['faces'])} face(s)")
             for f in r["faces"]:
                 box = ", ".join(f"{v:.1f}" for v in f["box"])
-                print(f"  box [{box}] score {f['score']:.3f}")
+                live = f.get("liveness")
+                extra = (
+                    f"  {'LIVE' if live['live'] else 'SPOOF'} {live['score']:.3f}" if live else ""
+                )
+                print(f"  box [{box}] score {f['score']:.3f}{extra}")
     return 1 if failures else 0

@@ -206,8 +206,15 @@ def _register_recognition(actions: argparse._SubParsersAction) -> None:
     register_identify(actions)
 
 
+def _register_liveness(actions: argparse._SubParsersAction) -> None:
+    from edgeface.cli.eval_liveness import register_liveness
+
+    register_liveness(actions)
+
+
 #: ``eval`` actions, in ``--help`` order; append new ``_register_<action>`` functions here
 ACTIONS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_detect,
     _register_recognition,
+    _register_liveness,
 ]

@@ -222,6 +222,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="enroll even if the person matches someone enrolled at the --far threshold",
     )
     a.add_argument("--json", action="store_true")
+    from edgeface.cli.liveness_opts import add_liveness_option
+
+    add_liveness_option(a)
     a.set_defaults(func=_enroll)
 
     a = gsub.add_parser("remove", help="remove a person (the file is rewritten, backup too)")
@@ -291,6 +294,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     a.add_argument("--all-faces", action="store_true", help="every face, each labelled")
     a.add_argument("--json", action="store_true")
+    from edgeface.cli.liveness_opts import add_liveness_option
+
+    add_liveness_option(a)
     a.set_defaults(func=_identify)
 
 
@@ -397,8 +403,14 @@ def _enroll(args: argparse.Namespace) -> int:
     model = ModelRef.of(pipeline.embedder)
     gallery.check_model(model)
     max_t = gallery.max_templates
+    from edgeface.cli.liveness_opts import liveness_checker
+
     enroller = Enroller(
-        pipeline, gates=_gates(args), max_templates=max_t, take_largest=args.take_largest
+        pipeline,
+        gates=_gates(args),
+        max_templates=max_t,
+        take_largest=args.take_largest,
+        liveness=liveness_checker(args),
     )
     if args.frames < 1:
         raise ConfigError("--frames must be at least 1")
@@ -647,10 +659,15 @@ def _identify(args: argparse.Namespace) -> int:
 
         chosen = select_face([r.face for r in faces], image.shape, args.select)
         faces = [r for r in faces if r.face is chosen]
+    from edgeface.cli.liveness_opts import liveness_checker, refuse_spoof
+
+    checker = liveness_checker(args)
     out = []
     for n, r in enumerate(faces, 1):
+        live = {} if checker is None else {"liveness": refuse_spoof(checker, image, r.face,
+                                                                     str(args.image))}  # fmt: skip
         d = g.identify(r.embedding, threshold, k=args.top_k, model=model)
-        out.append({"face": r.face.to_dict(), **d.to_dict()})
+        out.append({"face": r.face.to_dict(), **d.to_dict(), **live})
         if args.json:
             continue
         label = ""

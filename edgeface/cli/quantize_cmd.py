@@ -23,7 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--faces", type=int, default=500, help="calibration faces (default 500)")
     b.add_argument("--min-faces", type=int, default=50)
-    b.add_argument("--what", default="mobilefacenet,mtcnn", help="mobilefacenet and/or mtcnn")
+    b.add_argument(
+        "--what", default="mobilefacenet,mtcnn", help="mobilefacenet, mtcnn and/or liveness"
+    )
+    b.add_argument(
+        "--liveness-data",
+        type=Path,
+        help="folder of <set>/{live,spoof} photos for liveness INT8 ranges "
+        "(default: the data folder's spoof/)",
+    )
+    b.add_argument("--liveness-faces", type=int, default=256)
     b.add_argument("--method", default="percentile", choices=("minmax", "entropy", "percentile"))
     b.add_argument("--percentile", type=float, default=99.999)
     b.add_argument("--activation-type", default="quint8", choices=("quint8", "qint8"))
@@ -185,6 +194,16 @@ def _build(args: argparse.Namespace) -> int:
             float_heads=not args.mtcnn_int8_heads,
             progress=not args.no_progress,
         )
+    if "liveness" in what:
+        from edgeface_tools.quantize.build import build_liveness
+
+        from edgeface.evaluation.datasets import find_data_root
+
+        data = args.liveness_data or find_data_root(None) / "spoof"
+        built += build_liveness(
+            out, data, faces=args.liveness_faces, tflite=not args.no_tflite,
+            progress=not args.quiet,
+        )  # fmt: skip
     for name in built:
         rec = out.records[name]
         print(f"{name:<32} {rec.size:>9} B  sha256 {rec.sha256[:16]}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgeface.cli.liveness_opts import add_liveness_option, liveness_checker, refuse_spoof
 from edgeface.embedder import EmbedderConfig
 from edgeface.errors import NoFaceError
 from edgeface.imaging import load_image
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--far", type=float, default=1e-3, help="target false accept rate (1e-2..1e-4)")
     v.add_argument("--threshold", type=float, help="cosine threshold (overrides --far)")
     _pipeline_options(v)
+    add_liveness_option(v)
     v.set_defaults(func=run_verify)
 
 
@@ -57,9 +59,14 @@ def run_embed(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
-    res = pipeline.verify(
-        load_image(args.image_a), load_image(args.image_b), far=args.far, threshold=args.threshold
-    )
+    checker = liveness_checker(args)
+    image_a, image_b = load_image(args.image_a), load_image(args.image_b)
+    if checker is not None:
+        for name, image in ((args.image_a, image_a), (args.image_b, image_b)):
+            face = pipeline.best_face(image)
+            if face is not None:
+                refuse_spoof(checker, image, face.face, name)
+    res = pipeline.verify(image_a, image_b, far=args.far, threshold=args.threshold)
     missing = [p for p, none in zip((args.image_a, args.image_b), res.no_face, strict=True) if none]
     if args.json:
         print(json.dumps({"a": args.image_a, "b": args.image_b, **res.to_dict()}))

@@ -17,6 +17,7 @@ from typing import Any
 from edgeface.camera.factory import validate_source_config
 from edgeface.errors import ConfigError
 from edgeface.fleet.config import MqttConfig, parse_mqtt
+from edgeface.liveness.calibration import DEFAULT_TARGET_BPCER
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -170,6 +171,28 @@ class DaemonConfig:
 
 
 @dataclass(frozen=True)
+class LivenessCheckConfig:
+    """``[liveness]``: the presentation-attack check every counted frame must pass.
+
+    ``required = false`` lets printed photos and phone screens of enrolled people open the
+    door; the daemon logs a warning at every start when it is off. The threshold on the fused
+    live score is ``threshold`` if set, else the calibrated one for ``target_bpcer`` (share
+    of live faces wrongly rejected, per frame) of the model files in use.
+    """
+
+    required: bool = True
+    threshold: float | None = None
+    target_bpcer: float = DEFAULT_TARGET_BPCER
+    #: manifest entries of the two networks (2.7x and 4.0x crops)
+    models: tuple[str, ...] = ("minifasnet-v2", "minifasnet-v1se")
+    #: explicit files for them (e.g. the INT8 pair), one per model
+    paths: tuple[Path, ...] | None = None
+    backend: str = "onnxruntime"
+    #: calibration file; default: the packaged one matching the model files
+    calibration: Path | None = None
+
+
+@dataclass(frozen=True)
 class DoorConfig:
     camera: dict[str, Any]
     actuator: dict[str, Any]
@@ -179,6 +202,7 @@ class DoorConfig:
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     daemon: DaemonConfig = field(default_factory=DaemonConfig)
+    liveness: LivenessCheckConfig = field(default_factory=LivenessCheckConfig)
     source: str = "<dict>"
     #: None: no [mqtt] section, the unit never opens a network socket
     mqtt: MqttConfig | None = None
@@ -194,6 +218,7 @@ SECTIONS = (
     "audit",
     "daemon",
     "mqtt",
+    "liveness",
 )
 
 
@@ -310,6 +335,28 @@ def _daemon(s: Section) -> DaemonConfig:
     )
 
 
+def _liveness(s: Section, base: Path) -> LivenessCheckConfig:
+    d = LivenessCheckConfig()
+    thr = s.get("threshold", float, None, check=unit_interval)
+    target = s.get("target_bpcer", float, d.target_bpcer, check=unit_interval)
+    if thr is not None and "target_bpcer" in s.raw:
+        raise ConfigError("liveness.threshold: give threshold or target_bpcer, not both")
+    models = tuple(s.get("models", list, list(d.models), check=str_list))
+    paths = s.get("paths", list, None, check=str_list)
+    if paths is not None and len(paths) != len(models):
+        raise ConfigError(f"liveness.paths: one file per model ({len(models)}), got {paths!r}")
+    cal = s.get("calibration", str)
+    return LivenessCheckConfig(
+        required=s.get("required", bool, d.required),
+        threshold=thr,
+        target_bpcer=target,
+        models=models,
+        paths=tuple(base / p for p in paths) if paths else None,
+        backend=s.get("backend", str, d.backend),
+        calibration=(base / cal) if cal else None,
+    )
+
+
 def _actuator(raw: Any) -> dict[str, Any]:
     from edgeface.door.actuators import validate_actuator_config
 
@@ -344,6 +391,7 @@ def parse_config(
         "daemon": lambda s, b: _daemon(s),
         "gallery": _gallery,
         "audit": _audit,
+        "liveness": _liveness,
     }
     out: dict[str, Any] = {}
     for name, build in builders.items():

@@ -52,6 +52,7 @@ class Stats:
     gallery_reloads: int = 0
     unlocks: int = 0
     rejections: int = 0
+    spoofs: int = 0  # frames judged not live
     lockouts: int = 0
     errors: int = 0
     camera_losses: int = 0
@@ -63,13 +64,17 @@ class Stats:
 def observation_fields(obs: Observation | None) -> dict[str, Any]:
     if obs is None:
         return {}
-    return {
+    fields: dict[str, Any] = {
         "identity_id": obs.identity_id,
         "score": obs.score,
         "threshold": obs.threshold,
         "quality": obs.quality,
         "face_size": obs.face_size,
     }
+    if obs.liveness is not None:
+        fields["liveness"] = round(obs.liveness, 5)
+        fields["liveness_threshold"] = obs.liveness_threshold
+    return fields
 
 
 def rejection_reason(obs: Observation | None, k: int, n: int) -> str:
@@ -114,7 +119,7 @@ class DoorDaemon:
         self.gallery = gallery
         self.clock = clock
         self.sleep = sleep
-        self.policy = DecisionPolicy(cfg.policy, clock)
+        self.policy = DecisionPolicy(cfg.policy, clock, require_liveness=cfg.liveness.required)
         self.lockout = Lockout(cfg.lockout, clock)
         if drop_frames is None:
             drop_frames = (
@@ -189,11 +194,17 @@ class DoorDaemon:
         code = 0
         try:
             self.actuator.open()
+            if not self.cfg.liveness.required:
+                log.warning(
+                    "liveness.required = false: a printed photo or a phone screen showing an "
+                    "enrolled face can open this door"
+                )
             self.audit.append(
                 "start",
                 source=self.source.describe(),
                 actuator=self.actuator.describe(),
                 policy=f"{self.cfg.policy.k}-of-{self.cfg.policy.n}",
+                liveness="required" if self.cfg.liveness.required else "off",
             )
             log.info("audit head seq=%d hash=%s", self.audit.seq, self.audit.head)
             if self.gallery is not None and self.gallery.last is not None:
@@ -432,9 +443,15 @@ class DoorDaemon:
             self.audit.append("relock", ok=ok)
             if not ok:
                 raise EdgefaceError(f"{self.actuator.describe()}: could not re-lock")
+        elif d.verdict is Verdict.SPOOF:
+            self.stats.spoofs += 1
+            self.audit.append("spoof", reason="spoof", **observation_fields(d.observation))
         elif d.verdict is Verdict.REJECTED:
             self.stats.rejections += 1
-            reason = rejection_reason(obs, self.cfg.policy.k, self.cfg.policy.n)
+            if d.reason == "spoof":
+                reason = "spoof"  # a frame of the attempt was judged not live (see "spoof" records)
+            else:
+                reason = rejection_reason(obs, self.cfg.policy.k, self.cfg.policy.n)
             self.audit.append("rejected", reason=reason, **observation_fields(obs))
             log.info("rejected: %s", reason)
             for ev in self.lockout.record_failure(self.source_name, d.time):

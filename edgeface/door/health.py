@@ -47,6 +47,21 @@ def check_models(cfg: DoorConfig) -> list[CheckResult]:
     ]
 
 
+def check_liveness(cfg: DoorConfig) -> CheckResult:
+    """Load the liveness models and their threshold, as the daemon will (or say it is off)."""
+
+    def probe() -> str:
+        from edgeface.door.service import build_liveness
+
+        checker = build_liveness(cfg)
+        if checker is None:
+            return "OFF (liveness.required = false): photos and screens can open the door"
+        nets = ", ".join(f"{n.name} {n.model_sha256[:12]}" for n in checker.nets)
+        return f"{nets}; threshold {checker.threshold:.4f} (sha256 ok)"
+
+    return _check("liveness", probe)
+
+
 def check_gallery(cfg: DoorConfig) -> list[CheckResult]:
     from edgeface.door.service import gallery_key, load_gallery
 
@@ -151,6 +166,7 @@ def check_audit(cfg: DoorConfig) -> CheckResult:
 def run_checks(cfg: DoorConfig, *, camera: bool = True) -> list[CheckResult]:
     results = [CheckResult("config", True, f"{cfg.source} is valid")]
     results += check_models(cfg)
+    results.append(check_liveness(cfg))
     results += check_gallery(cfg)
     results.append(check_actuator(cfg))
     results.append(check_audit(cfg))

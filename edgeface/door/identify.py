@@ -21,7 +21,9 @@ class Observation:
     ``identity_id`` is set only when ``score >= threshold``; ``score`` is the best cosine
     similarity even below the threshold (NaN when no face was embedded), so the audit log can
     show how close a rejected face came. ``quality`` is the detector confidence; ``face_size``
-    the face's smaller box side in pixels (0 = no face).
+    the face's smaller box side in pixels (0 = no face). ``liveness`` is the fused live score
+    of the face (0..1) and ``liveness_threshold`` the score it must reach; both None when no
+    liveness check ran (a door that requires liveness never counts such a frame).
     """
 
     identity_id: str | None
@@ -30,6 +32,8 @@ class Observation:
     threshold: float
     quality: float
     face_size: float
+    liveness: float | None = None
+    liveness_threshold: float | None = None
 
     @property
     def has_face(self) -> bool:
@@ -41,6 +45,15 @@ class Observation:
             self.identity_id is not None
             and not math.isnan(self.score)
             and self.score >= self.threshold
+        )
+
+    @property
+    def live(self) -> bool:
+        """The face passed the liveness check (False when none ran: fail closed)."""
+        return (
+            self.liveness is not None
+            and self.liveness_threshold is not None
+            and self.liveness >= self.liveness_threshold
         )
 
     @classmethod

@@ -17,7 +17,9 @@ from edgeface.recognition.pipeline import select_face
 
 
 class PipelineIdentifier:
-    """``identify(rgb)``: best face -> size gate -> align -> embed -> gallery 1:N decision."""
+    """``identify(rgb)``: best face -> size gate -> liveness -> align -> embed -> 1:N decision.
+
+    A spoof is still embedded, so the audit shows whose face the photo showed."""
 
     def __init__(
         self,
@@ -30,6 +32,7 @@ class PipelineIdentifier:
         select: str = "largest",
         min_face_size: float = 0.0,
         check_model: bool = True,
+        liveness: Any = None,
     ) -> None:
         if align is None:
             from edgeface.aligner import align_face as align
@@ -40,6 +43,8 @@ class PipelineIdentifier:
         self.align = align
         self.select = select
         self.min_face_size = float(min_face_size)
+        #: a :class:`~edgeface.liveness.LivenessChecker`, or None (no liveness score)
+        self.liveness = liveness
         self.model_ref: Any = None
         if check_model:
             from edgeface.gallery.store import ModelRef
@@ -48,7 +53,9 @@ class PipelineIdentifier:
         if gallery is not None:
             self.use_gallery(gallery, threshold)
         #: cumulative seconds per stage, and the number of frames each stage ran on
-        self.timings: dict[str, float] = {"detect": 0.0, "align": 0.0, "embed": 0.0, "match": 0.0}
+        self.timings: dict[str, float] = {
+            "detect": 0.0, "liveness": 0.0, "align": 0.0, "embed": 0.0, "match": 0.0,
+        }  # fmt: skip
         self.counts: dict[str, int] = dict.fromkeys(self.timings, 0)
 
     def use_gallery(self, gallery: Any, threshold: float) -> None:
@@ -81,6 +88,11 @@ class PipelineIdentifier:
             return Observation(
                 None, None, float("nan"), self.threshold, float(face.score), float(face.size)
             )
+        live_score = live_thr = None
+        if self.liveness is not None:
+            live_score = self.liveness.score(rgb, face)
+            live_thr = self.liveness.threshold
+            t = self._timed("liveness", t)
         crop = self.align(rgb, face.landmarks, size=112).crop
         t = self._timed("align", t)
         emb = self.embedder.embed(crop[None])[0]
@@ -97,4 +109,6 @@ class PipelineIdentifier:
             threshold=self.threshold,
             quality=float(face.score),
             face_size=float(face.size),
+            liveness=live_score,
+            liveness_threshold=live_thr,
         )

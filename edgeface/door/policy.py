@@ -9,6 +9,13 @@ and the threshold comes from an impostor calibration, not from guesswork.
 Failed attempts (for the anti-hammering lockout) are counted per *attempt*, not per frame: an
 attempt ends after ``n`` usable frames or a gap longer than ``window_s``, and fails if it had an
 unmatched face and did not unlock. Otherwise a stranger would trigger the lockout in one second.
+
+Liveness (``require_liveness``): a frame counts towards the k votes only if its face passed
+the liveness check, and an unlock also needs the mean liveness of the k voting frames to reach
+the threshold. A frame judged a spoof is reported on its own (``Verdict.SPOOF``, audited with
+its score) and makes the attempt a failed one (``reason="spoof"``), which feeds the lockout like
+an unknown face does: holding a photo to the camera costs attempts, per attempt, so one live
+frame that scores low does not lock an enrolled person out.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ class Verdict(str, Enum):
     OPEN = "open"  # the door is already unlocked
     COOLDOWN = "cooldown"  # just relocked; no new unlock yet
     RELOCK = "relock"
+    SPOOF = "spoof"  # a face judged not live (printed photo, screen): never a vote
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class Decision:
     observation: Observation | None = None
     identity_id: str | None = None
     votes: int = 0
+    #: why an attempt was rejected: "unknown" face or "spoof"
+    reason: str | None = None
 
     @property
     def unlocks(self) -> bool:
@@ -50,14 +60,23 @@ class Decision:
 class DecisionPolicy:
     """Feed every processed frame to :meth:`observe`; call :meth:`tick` often for re-locking."""
 
-    def __init__(self, cfg: PolicyConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        cfg: PolicyConfig,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        require_liveness: bool = False,
+    ) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.history: deque[tuple[float, str | None]] = deque(maxlen=cfg.n)
+        self.require_liveness = require_liveness
+        #: (time, voted identity or None, liveness score or None) of the last n usable frames
+        self.history: deque[tuple[float, str | None, float | None]] = deque(maxlen=cfg.n)
         self.unlocked_until: float | None = None
         self.cooldown_until = float("-inf")
         self._attempt_frames = 0
         self._attempt_unknown = False
+        self._attempt_spoof = False
         self._last_face_t = float("-inf")
 
     @property
@@ -69,6 +88,7 @@ class DecisionPolicy:
         self.history.clear()
         self._attempt_frames = 0
         self._attempt_unknown = False
+        self._attempt_spoof = False
 
     def force_lock(self, now: float | None = None) -> None:
         """The daemon re-locked for a fault: start the cooldown as if the timer had expired."""
@@ -91,10 +111,19 @@ class DecisionPolicy:
         return None
 
     def _end_attempt(self, now: float, obs: Observation | None) -> Decision | None:
-        failed = self._attempt_unknown
+        failed = self._attempt_unknown or self._attempt_spoof
+        reason = "spoof" if self._attempt_spoof else "unknown"
         self._attempt_frames = 0
         self._attempt_unknown = False
-        return Decision(Verdict.REJECTED, now, obs) if failed else None
+        self._attempt_spoof = False
+        return Decision(Verdict.REJECTED, now, obs, reason=reason) if failed else None
+
+    def _mean_liveness(self, ident: str) -> float:
+        """Mean liveness of the last k frames that voted for ``ident``."""
+        scores = [lv for _, i, lv in self.history if i == ident][-self.cfg.k :]
+        if not scores or any(lv is None for lv in scores):
+            return float("nan")
+        return sum(scores) / len(scores)  # type: ignore[arg-type]
 
     def usable(self, obs: Observation) -> bool:
         return (
@@ -119,14 +148,23 @@ class DecisionPolicy:
             return Decision(Verdict.COOLDOWN, now, obs)
         while self.history and now - self.history[0][0] > self.cfg.window_s:
             self.history.popleft()
-        ident = obs.identity_id if obs.matched else None
-        self.history.append((now, ident))
+        spoof = self.require_liveness and not obs.live
+        ident = obs.identity_id if obs.matched and not spoof else None
+        self.history.append((now, ident, obs.liveness))
         self._last_face_t = now
         self._attempt_frames += 1
+        if spoof:
+            self._attempt_spoof = True
+            if self._attempt_frames >= self.cfg.n:
+                return self._end_attempt(now, obs)  # type: ignore[return-value]
+            return Decision(Verdict.SPOOF, now, obs, obs.identity_id, reason="spoof")
         if ident is None:
             self._attempt_unknown = True
-        votes = Counter(i for _, i in self.history if i is not None)
-        if ident is not None and votes[ident] >= self.cfg.k:
+        votes = Counter(i for _, i, _ in self.history if i is not None)
+        live_enough = not self.require_liveness or (
+            self._mean_liveness(ident or "") >= (obs.liveness_threshold or 0.0)
+        )
+        if ident is not None and votes[ident] >= self.cfg.k and live_enough:
             self.unlocked_until = now + self.cfg.unlock_s
             self.reset()
             return Decision(Verdict.UNLOCK, now, obs, ident, votes[ident])

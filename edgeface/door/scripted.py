@@ -14,12 +14,19 @@ import numpy as np
 from edgeface.door.identify import Observation
 
 
-def enrolled(identity: str = "id-alice", score: float = 0.8, threshold: float = 0.5) -> Observation:
-    return Observation(identity, identity, score, threshold, 0.99, 120.0)
+def enrolled(
+    identity: str = "id-alice", score: float = 0.8, threshold: float = 0.5, liveness: float = 0.99
+) -> Observation:
+    return Observation(identity, identity, score, threshold, 0.99, 120.0, liveness, 0.5)
 
 
-def stranger(score: float = 0.2, threshold: float = 0.5) -> Observation:
-    return Observation(None, None, score, threshold, 0.99, 120.0)
+def stranger(score: float = 0.2, threshold: float = 0.5, liveness: float = 0.99) -> Observation:
+    return Observation(None, None, score, threshold, 0.99, 120.0, liveness, 0.5)
+
+
+def spoof_of(identity: str = "id-alice", liveness: float = 0.1) -> Observation:
+    """A printed photo of an enrolled person: matched, but below the liveness threshold."""
+    return enrolled(identity, liveness=liveness)
 
 
 class ScriptedIdentifier:

@@ -44,6 +44,29 @@ def load_gallery(cfg: DoorConfig) -> Any:
     return GalleryFile(cfg.gallery.path, gallery_key(cfg)).load()
 
 
+def build_liveness(cfg: DoorConfig) -> Any:
+    """The liveness checker of ``[liveness]``, or None when it is turned off.
+
+    Fails closed: a missing or corrupt model or calibration raises here, before the relay
+    and the audit log are opened, and the daemon does not start.
+    """
+    lc = cfg.liveness
+    if not lc.required:
+        return None
+    from edgeface.liveness import LivenessChecker, LivenessConfig
+
+    return LivenessChecker.from_config(
+        LivenessConfig(
+            models=lc.models,
+            paths=tuple(str(p) for p in lc.paths) if lc.paths else None,
+            backend=lc.backend,
+            threshold=lc.threshold,
+            target_bpcer=lc.target_bpcer,
+            calibration=str(lc.calibration) if lc.calibration else None,
+        )
+    )
+
+
 def build_identifier(cfg: DoorConfig) -> tuple[Identifier, LiveGallery]:
     """FacePipeline + live gallery, loaded once here so a bad setup fails at start.
 
@@ -82,6 +105,7 @@ def build_identifier(cfg: DoorConfig) -> tuple[Identifier, LiveGallery]:
         embedder=pipeline.embedder,
         select=rc.select,
         min_face_size=cfg.policy.min_face_size,
+        liveness=build_liveness(cfg),
     )
 
     def use(gallery: Any) -> dict[str, Any]:

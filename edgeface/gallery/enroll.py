@@ -95,8 +95,11 @@ class Enroller:
         gates: QualityGates | None = None,
         max_templates: int = 5,
         take_largest: bool = False,
+        liveness: Any = None,
     ) -> None:
         self.pipeline = pipeline
+        #: a :class:`~edgeface.liveness.LivenessChecker`: photos of photos are refused
+        self.liveness = liveness
         self.gates = gates or QualityGates()
         self.max_templates = max_templates
         self.take_largest = take_largest
@@ -127,6 +130,11 @@ class Enroller:
         failures = quality.failures(self.gates)
         if failures:
             return Candidate(source, quality=quality, reason="; ".join(failures))
+        if self.liveness is not None:
+            live = self.liveness.check(image, chosen.face)
+            if not live.live:
+                why = f"not a live face (liveness {live.score:.3f} < {live.threshold:.3f})"
+                return Candidate(source, quality=quality, reason=f"{why}: a photo or a screen?")
         template = Template(
             embedding=np.asarray(chosen.embedding, np.float32),
             quality=quality.score(self.gates),
