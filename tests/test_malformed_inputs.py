@@ -12,7 +12,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -101,27 +100,42 @@ def test_a_sample_of_malformed_images_through_the_api(lfw_dir, detector, tmp_pat
         assert outcome[name] == "ok", name
 
 
+# On Linux a forked child's ru_maxrss starts from its parent's high-water mark (kept across
+# exec), so a CLI forked straight from a large pytest process would report pytest's memory.
+# A small launcher forks the CLI instead and reports the CLI's own peak (with its helpers).
+_LAUNCHER = textwrap.dedent("""
+    import os, sys
+    pid = os.fork()
+    if pid == 0:
+        os.execv(sys.argv[2], sys.argv[2:])
+    _, status, usage = os.wait4(pid, 0)
+    with open(sys.argv[1], "w") as f:
+        f.write(str(usage.ru_maxrss))
+    sys.exit(os.waitstatus_to_exitcode(status))
+""")
+
+
 def _run_cli(args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the CLI; ``.maxrss_kb`` is the peak RSS of it and the helpers it waited for."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([*EDGEFACE, *args], stdout=out, stderr=err, env=env)
-        deadline = time.monotonic() + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"edgeface {' '.join(args[:3])}...: hung for {timeout} s")
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        result = subprocess.CompletedProcess(
-            args, proc.returncode, out.read().decode(), err.read().decode()
+    with tempfile.TemporaryDirectory() as tmp:
+        rss_file = Path(tmp) / "maxrss"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _LAUNCHER, str(rss_file), *EDGEFACE, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
         )
-    result.maxrss_kb = usage.ru_maxrss  # type: ignore[attr-defined]
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the launcher, the CLI and its helpers
+            proc.communicate()
+            pytest.fail(f"edgeface {' '.join(args[:3])}...: hung for {timeout} s")
+        result = subprocess.CompletedProcess(args, proc.returncode, out, err)
+        result.maxrss_kb = int(rss_file.read_text())  # type: ignore[attr-defined]
     return result
 
 
@@ -173,7 +187,7 @@ def test_over_a_thousand_malformed_images_through_api_cli_and_door(lfw_dir, tmp_
     special = list(special_files(tmp_path / "special"))
     # 1. the API, in a process of its own so that its peak memory is its own
     worker = textwrap.dedent(f"""
-        import json, resource, sys
+        import json, sys
         from pathlib import Path
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from edgeface.detector import MTCNNDetector
@@ -189,7 +203,9 @@ def test_over_a_thousand_malformed_images_through_api_cli_and_door(lfw_dir, tmp_
                 continue
             det.detect(img)
             ok += 1
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # this process's own peak (VmHWM resets at exec; ru_maxrss would include pytest's)
+        status = Path("/proc/self/status").read_text()
+        rss = int(next(x for x in status.splitlines() if x.startswith("VmHWM")).split()[1])
         print(json.dumps({{"ok": ok, "refused": refused, "rss_kb": rss}}))
     """)
     listing = "\n".join(map(str, [*paths, *special])) + "\n"
