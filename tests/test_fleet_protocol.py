@@ -419,9 +419,11 @@ def test_collector_reveals_a_cut_tail(tmp_path: Path) -> None:
         "".join(json.dumps(r, sort_keys=True) + "\n" for r in recs[:3])
     )
     log = AuditLog(tmp_path / "src.jsonl", fsync=False)
+    # (the reopened log first records that it does not match its head file)
     rewritten = [log.append("tick", i=100 + i) for i in range(4)]
-    assert c.offer("door-1", rewritten[0]) == "diverged"  # seq 3 again, another hash
-    assert c.offer("door-1", rewritten[3]) == "diverged"  # seq 6 does not link to seq 5
+    at = {int(r["seq"]): r for r in rewritten}
+    assert c.offer("door-1", at[4]) == "diverged"  # seq 4 again, another hash
+    assert c.offer("door-1", at[6]) == "diverged"  # seq 6 does not link to seq 5
 
 
 def test_discovery_payloads_have_what_home_assistant_needs(tmp_path: Path) -> None:

@@ -41,8 +41,8 @@ def test_unit_with_dropin_verifies(tmp_path: Path) -> None:
         pytest.fail("systemd-analyze not found: CI must run `apt-get install -y systemd`")
     unit = tmp_path / UNIT.name
     text = re.sub(
-        r"^ExecStart=\S+",
-        f"ExecStart={sys.executable} -m edgeface.cli.main",
+        r"^(ExecStart|ExecStopPost)=\S+",
+        rf"\1={sys.executable} -m edgeface.cli.main",
         UNIT.read_text(),
         flags=re.M,
     )

@@ -152,7 +152,13 @@ def test_bad_bodies_are_refused_before_parsing(client: Client, path: str) -> Non
     big = json.dumps({"pin": "1" * 10_000}).encode()
     assert client.post(path, raw=big)[0] == 413
     # a lying Content-Length is refused too (no length, or a non-number)
-    assert client.post(path, raw=b"{}", Content_Length="abc")[0] in (400, 413)
+    try:
+        status = client.post(path, raw=b"{}", Content_Length="abc")[0]
+    except ConnectionResetError:
+        # uvicorn's HTTP parser answers 400 and closes at once; with the body still unread the
+        # kernel may reset the connection before the client reads that answer
+        status = 400
+    assert status in (400, 413)
     assert client.post(path, raw=b"{not json")[0] == 400
     assert client.post(path, raw=b"[1, 2]")[0] == 400
     assert client.post(path, raw=b"\xff\xfe")[0] == 400
