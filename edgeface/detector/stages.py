@@ -58,10 +58,21 @@ class CropStage(Stage):
     #: the network's input side in pixels
     size: int
 
-    def run_on_crops(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-        """Network outputs for the crop of every box (at least one), in box order."""
+    def run_on_crops(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        *,
+        origin: tuple[int, int] = (0, 0),
+        frame_shape: tuple[int, int] | None = None,
+    ) -> list[np.ndarray]:
+        """Network outputs for the crop of every box (at least one), in box order; ``image``
+        may be a window of the frame (see :func:`edgeface.detector.boxes.crop_patches`)."""
+        window = {"origin": origin, "frame_shape": frame_shape}
         parts = [
-            self._run(B.crop_patches(image, boxes[start : start + self.max_batch], self.size))
+            self._run(
+                B.crop_patches(image, boxes[start : start + self.max_batch], self.size, **window)
+            )
             for start in range(0, len(boxes), self.max_batch)
         ]
         return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]

@@ -65,8 +65,13 @@ def build_identifier(cfg: DoorConfig) -> Identifier:
         )
     )
     threshold = rc.threshold if rc.threshold is not None else pipeline.threshold(far=rc.far)
+    detector: Any = pipeline.detector
+    if rc.full_detect_every > 1:
+        from edgeface.detector.tracking import TrackingConfig, TrackingDetector
+
+        detector = TrackingDetector(detector, TrackingConfig(full_every=rc.full_detect_every))
     return PipelineIdentifier(
-        detector=pipeline.detector,
+        detector=detector,
         embedder=pipeline.embedder,
         gallery=load_gallery(cfg),
         threshold=threshold,
