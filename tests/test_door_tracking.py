@@ -83,11 +83,13 @@ def test_the_door_config_selects_tracking(tmp_path: Path, gallery_files, thresho
     try:
         assert isinstance(ident.detector, TrackingDetector)
         assert ident.detector.tracking.full_every == 3
+        assert ident.detector.config.workers == 1  # no helper process by default
     finally:
         ident.detector.close()
-    off = {"threshold": threshold, "full_detect_every": 1}
+    off = {"threshold": threshold, "full_detect_every": 1, "detector_workers": 2}
     ident = build_identifier(parse_config({**base, "recognition": off}))
     try:
         assert isinstance(ident.detector, MTCNNDetector)
+        assert ident.detector.config.workers == 2
     finally:
         ident.detector.close()

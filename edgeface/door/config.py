@@ -131,6 +131,10 @@ class RecognitionConfig:
     #: face already found is tracked (R-Net and O-Net near its last box, see
     #: :mod:`edgeface.detector.tracking`). 1 = the full cascade on every frame
     full_detect_every: int = 3
+    #: processes that share a full detection (``DetectorConfig.workers``): 1 = none. A helper
+    #: process holds its own NumPy, OpenCV and MTCNN (~60 MB RSS); with tracking only every
+    #: ``full_detect_every``-th frame runs the full cascade, so by default the door has none
+    detector_workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,12 @@ def _recognition(s: Section, base: Path) -> RecognitionConfig:
         embedder_path=(base / emb_path) if emb_path else None,
         detector_backend=s.get("detector_backend", str, d.detector_backend),
         full_detect_every=s.get("full_detect_every", int, d.full_detect_every, check=positive),
+        detector_workers=s.get(
+            "detector_workers",
+            int,
+            d.detector_workers,
+            check=lambda v: None if 1 <= v <= 64 else "must be between 1 and 64",
+        ),
     )
 
 

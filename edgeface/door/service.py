@@ -56,7 +56,11 @@ def build_identifier(cfg: DoorConfig) -> Identifier:
     min_detect = max(12.0, 0.8 * cfg.policy.min_face_size)
     pipeline = FacePipeline.from_config(
         PipelineConfig(
-            detector=DetectorConfig(min_face_size=min_detect, backend=rc.detector_backend),
+            detector=DetectorConfig(
+                min_face_size=min_detect,
+                backend=rc.detector_backend,
+                workers=rc.detector_workers,
+            ),
             embedder=EmbedderConfig(
                 model=rc.embedder_model,
                 path=str(rc.embedder_path) if rc.embedder_path else None,
