@@ -7,9 +7,12 @@ O-Net. Thresholds default to (0.6, 0.7, 0.7).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import threading
 import weakref
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -104,6 +107,33 @@ class MTCNNDetector:
             )
             weakref.finalize(self, self._share.close)
         self._lock = threading.Lock()  # one frame at a time through the shared helpers
+        self._recording = False
+
+    @contextlib.contextmanager
+    def recording(self, sink: Callable[[str, np.ndarray], None]) -> Iterator[None]:
+        """Hand every network input of the frames detected in this block to ``sink``.
+
+        ``sink(net, batch)`` gets ``"pnet"`` with each whole pyramid level and ``"rnet"`` /
+        ``"onet"`` with each batch of crops, as NHWC float32 arrays (normalized), in the
+        order the cascade runs them. Why: INT8 calibration must see exactly what the nets
+        see. While recording, the helper processes are not used: the work they would take
+        (levels, crop batches) runs here, so nothing escapes the record; the faces found
+        are the same (to float32 rounding, as with any split).
+        """
+        stages = {"pnet": self.pnet, "rnet": self.rnet, "onet": self.onet}
+        with self._lock:
+            if any(stage.observer is not None for stage in stages.values()):
+                raise RuntimeError("this detector is already recording")
+            for net, stage in stages.items():
+                stage.observer = functools.partial(sink, net)
+            self._recording = True
+        try:
+            yield
+        finally:
+            with self._lock:
+                for stage in stages.values():
+                    stage.observer = None
+                self._recording = False
 
     def close(self) -> None:
         """Stop the helper processes (also done when the detector is garbage-collected)."""
@@ -199,7 +229,7 @@ class MTCNNDetector:
         cfg = self.config
         t1, t2, t3 = cfg.thresholds
         work: WorkShare | InProcess = self._in_process
-        if self._share is not None and self._share.active:
+        if self._share is not None and self._share.active and not self._recording:
             work = self._share
         with work.pinned():
             rgb, x = work.send_frame(rgb)

@@ -6,6 +6,7 @@ whether the session is NumPy, ONNX Runtime or LiteRT (see :mod:`edgeface.backend
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,8 +46,13 @@ class Stage:
         self.session = session
         fixed = session.info.fixed_batch
         self.max_batch = fixed if fixed else max_batch
+        #: called with every NHWC float32 batch before it goes to the session (see
+        #: ``MTCNNDetector.recording``); None: nothing is kept
+        self.observer: Callable[[np.ndarray], None] | None = None
 
     def _run(self, chunk: np.ndarray) -> list[np.ndarray]:
+        if self.observer is not None:
+            self.observer(chunk)
         if self.session.info.input_layout == "NCHW":
             chunk = chunk.transpose(0, 3, 1, 2)
         return self.session.run(chunk)
