@@ -11,8 +11,9 @@ When the full cascade runs instead (``TrackingConfig``):
 * on the first frame, and whenever no face is being tracked;
 * every ``full_every`` frames, so a face that enters is found within ``full_every`` frames
   (tracking only follows faces it already knows);
-* when a track is lost or its O-Net score falls below ``min_score``: then on *that* frame, so
-  a face is never missing from a frame's result because tracking failed;
+* when a track is lost or its O-Net score falls below ``min_score`` (or below the score the
+  full cascade found it with, when that was lower): then on *that* frame, so a face is never
+  missing from a frame's result because tracking failed;
 * when the scene changes (a light switched, the camera moved, a replay of unrelated photos):
   the mean grey-level difference of a small thumbnail against the last frame exceeds
   ``scene_change``.
@@ -46,7 +47,8 @@ class TrackingConfig:
 
     #: the full cascade runs at least every this many frames (1 = every frame: no tracking)
     full_every: int = 3
-    #: a tracked face whose O-Net score falls below this triggers the full cascade
+    #: a tracked face whose O-Net score falls below this (or below its score when the full
+    #: cascade found it, if that was lower) triggers the full cascade
     min_score: float = 0.9
     #: mean absolute grey-level difference (0-255) of a 32x24 thumbnail from the last frame's
     #: above which the scene counts as changed (full cascade)
@@ -103,6 +105,7 @@ class TrackingDetector:
         """Forget the tracks: the next frame runs the full cascade."""
         self._tracks: list[Face] = []
         self._previous: list[Face | None] = []  # each track's box one frame earlier
+        self._floor: list[float] = []  # each track's weakest acceptable score
         self._thumb: np.ndarray | None = None
         self._since_full = 0
 
@@ -138,6 +141,7 @@ class TrackingDetector:
         faces = self.detector.detect(rgb)
         self._previous = [None] * len(faces)
         self._tracks = faces
+        self._floor = [min(self.tracking.min_score, f.score) for f in faces]
         self._since_full = 0
         self.last_mode = "full"
         self.counts["full"] += 1
@@ -147,17 +151,18 @@ class TrackingDetector:
         """Every track's face in this frame, or None when one is lost or weak."""
         cfg = self.tracking
         found: list[Face] = []
-        for track, before in zip(self._tracks, self._previous, strict=True):
+        for track, before, floor in zip(self._tracks, self._previous, self._floor, strict=True):
             near = self.detector.detect_near(
                 rgb, self._candidates(track, before), refine=cfg.refine, top_k=cfg.top_k
             )
-            if not near or near[0].score < cfg.min_score:
+            if not near or near[0].score < floor:
                 return None
             found.append(near[0])
         keep = B.nms(
             np.array([f.box for f in found]), np.array([f.score for f in found]), _SAME_FACE_IOU
         )
         self._previous = [self._tracks[i] for i in keep]
+        self._floor = [self._floor[i] for i in keep]
         self._tracks = [found[i] for i in keep]
         return sorted(self._tracks, key=lambda f: -f.score)
 
