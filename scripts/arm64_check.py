@@ -77,6 +77,14 @@ def crops() -> np.ndarray:
     return np.stack(out)
 
 
+def aligned(out: Path) -> np.ndarray:
+    """The align part's crops of this run (detection is the slow part under emulation)."""
+    done = out / "align.json"
+    if done.is_file():
+        return np.asarray(json.loads(done.read_text())["crops"], np.uint8)
+    return crops()
+
+
 def embedder(backend: str):
     from edgeface.embedder import Embedder, EmbedderConfig
 
@@ -104,16 +112,16 @@ def part_align() -> dict:
     return {"crops": crops().tolist()}
 
 
-def part_embed(backend: str) -> dict:
-    return {"embeddings": embedder(backend).embed(crops()).tolist()}
+def part_embed(backend: str, out: Path) -> dict:
+    return {"embeddings": embedder(backend).embed(aligned(out)).tolist()}
 
 
-def part_gallery(out: Path, other: Path | None) -> dict:
+def part_gallery(out: Path, other: Path | None, crops_from: Path) -> dict:
     from edgeface.gallery import GalleryFile, create_key_file, load_key_file
     from edgeface.gallery.store import ModelRef, Template
 
     emb = embedder("litert")
-    vectors = emb.embed(crops())
+    vectors = emb.embed(aligned(crops_from))
     key_path = out / "gallery.key"
     key_path.unlink(missing_ok=True)
     (out / "gallery.efg").unlink(missing_ok=True)
@@ -138,10 +146,13 @@ def part_gallery(out: Path, other: Path | None) -> dict:
 
 def part_door(out: Path) -> dict:
     from edgeface.aligner import align_face
-    from edgeface.door.actuators import read_relay_state
+    from edgeface.camera.base import EndOfStream, FrameSource
+    from edgeface.door.actuators import FailSecureActuator, FileRelayActuator, read_relay_state
+    from edgeface.door.audit import AuditLog
     from edgeface.door.config import parse_config
+    from edgeface.door.daemon import DoorDaemon
     from edgeface.door.pipeline_identifier import PipelineIdentifier
-    from edgeface.door.service import build_daemon
+    from edgeface.door.scripted import FakeClock, ManualTimer
     from edgeface.gallery.store import Gallery, ModelRef, Template
     from edgeface.imaging import load_image
 
@@ -157,13 +168,9 @@ def part_door(out: Path) -> dict:
             Template(emb.embed(align_face(img, face.landmarks).crop[None])[0], 1.0, model)
         )
     gallery.add_identity(ENROLLED, enrolled)
-    cam = out / "camera"
-    cam.mkdir()
-    for k, n in enumerate(PROBES):
-        (cam / f"{k}.jpg").symlink_to(lfw(ENROLLED, n))
     cfg = parse_config(
         {
-            "camera": {"kind": "images", "path": str(cam)},
+            "camera": {"kind": "images", "path": str(out)},
             "actuator": {"kind": "file", "path": str(out / "relay")},
             "audit": {"path": str(out / "audit.jsonl")},
             "policy": {"min_face_size": 60, "unlock_s": 30.0},
@@ -183,7 +190,34 @@ def part_door(out: Path) -> dict:
         return obs
 
     ident.identify = spy  # type: ignore[method-assign]
-    code = build_daemon(cfg, identifier=ident).run()
+    # the door's clock is scripted (0.2 s a frame): emulated frames take seconds, which must
+    # not change what the policy decides
+    clock = FakeClock()
+    timers = ManualTimer(clock)
+
+    class Replay(FrameSource):
+        kind = "replay"
+        live = False
+
+        def _open(self) -> None: ...
+
+        def _read(self) -> np.ndarray:
+            if self._index >= len(PROBES):
+                raise EndOfStream("done")
+            clock.advance(0.2)
+            timers.fire_due()
+            return load_image(lfw(ENROLLED, PROBES[self._index]))
+
+    daemon = DoorDaemon(
+        cfg,
+        source=Replay(clock=clock),
+        identifier=ident,
+        actuator=FailSecureActuator(FileRelayActuator(out / "relay"), timer_factory=timers.factory),
+        audit=AuditLog(out / "audit.jsonl"),
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    code = daemon.run()
     events = [json.loads(x) for x in (out / "audit.jsonl").read_text().splitlines()]
     return {
         "exit_code": code,
@@ -206,11 +240,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.part == "align":
         result = part_align()
     elif args.part.startswith("embed-"):
-        result = part_embed(args.part.removeprefix("embed-"))
+        result = part_embed(args.part.removeprefix("embed-"), out)
     elif args.part == "gallery":
-        result = part_gallery(
-            work, Path(args.gallery_from) / "gallery.work" if args.gallery_from else None
-        )
+        other = Path(args.gallery_from) / "gallery.work" if args.gallery_from else None
+        result = part_gallery(work, other, out)
     else:
         result = part_door(work)
     import platform

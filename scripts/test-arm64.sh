@@ -43,11 +43,10 @@ SITE=$SYSROOT/usr/lib/python3/dist-packages
 PY=(env -i PATH=/usr/bin:/bin HOME=/tmp LANG=C.UTF-8 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
     PYTHONPATH="$REPO:$ROOT/pylinks:$SITE" PYTHONDONTWRITEBYTECODE=1
     "$QEMU" -cpu "${ARM64_CPU:-cortex-a72}" -L "$SYSROOT" "$SYSROOT/usr/bin/python3.11")
-# the wheels that the subset needs (versions pinned: ORT 1.32 segfaults under qemu 7.2, see
-# docs/arm64.md); cp311 because Debian bookworm's python is 3.11
-WHEELS=(numpy==2.2.6 opencv-python-headless==4.11.0.86 onnxruntime==1.20.1
-        ai-edge-litert==1.2.0 cryptography==44.0.3 cffi==1.17.1 pycparser==2.22
-        flatbuffers==25.2.10 packaging==25.0)
+# the wheels the subset needs, at the versions of the x86 run's .venv (so the comparison is
+# between architectures, not versions); cp311 because Debian bookworm's python is 3.11
+WHEEL_PACKAGES=(numpy opencv-python-headless onnxruntime ai-edge-litert cryptography cffi
+                pycparser flatbuffers packaging)
 
 build() {
   local t0=$SECONDS apt=$ROOT/apt
@@ -70,13 +69,31 @@ build() {
   # qemu-user-static is an amd64 package: the host's own apt state and architecture
   (cd "$ROOT/qemu" && apt-get -qq -o APT::Sandbox::User=root download qemu-user-static \
     && dpkg -x qemu-user-static_*.deb .)
-  echo "arm64: downloading aarch64 wheels"
+  # only the aarch64 emulator: the package holds one static qemu per architecture (430 MB)
+  find "$ROOT/qemu" -type f ! -name qemu-aarch64-static -delete
+  local wheels
+  wheels=$(.venv/bin/python -c 'import sys; from importlib.metadata import version
+print(" ".join(f"{p}=={version(p)}" for p in sys.argv[1:]))' "${WHEEL_PACKAGES[@]}")
+  echo "arm64: downloading aarch64 wheels: $wheels"
   python3 -m pip download -q --no-deps --dest "$ROOT/wheels" --platform manylinux2014_aarch64 \
-    --platform manylinux_2_17_aarch64 --platform manylinux_2_28_aarch64 \
-    --python-version 3.11 --implementation cp --only-binary=:all: "${WHEELS[@]}"
+    --platform manylinux_2_17_aarch64 --platform manylinux_2_27_aarch64 \
+    --platform manylinux_2_28_aarch64 --python-version 3.11 --implementation cp \
+    --only-binary=:all: $wheels
   for whl in "$ROOT/wheels"/*.whl; do
     python3 -m zipfile -e "$whl" "$SITE"
   done
+  # qemu 7.2 shows an emulated program the host's /proc/cpuinfo (x86). ONNX Runtime >= 1.28
+  # parses it with the cpuinfo library, finds no ARM core and dereferences NULL on import.
+  # qemu looks paths up under -L first, so the sysroot gets a Pi 4's (Cortex-A72) cpuinfo,
+  # one entry per CPU the host has (the CPU topology under /sys stays the host's).
+  mkdir -p "$SYSROOT/proc"
+  local cpus
+  cpus=$(getconf _NPROCESSORS_CONF)
+  for ((i = 0; i < cpus; i++)); do
+    printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$i"
+    printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n'
+    printf 'CPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+  done >"$SYSROOT/proc/cpuinfo"
   touch "$ROOT/.complete"
   echo "arm64: userland built in $((SECONDS - t0)) s ($(du -sh "$ROOT" | cut -f1))"
 }
