@@ -15,3 +15,6 @@ bash scripts/bootstrap.sh "dev"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python -m pytest "$@"
+if [ "${EDGEFACE_ARM64:-0}" = 1 ]; then
+  bash scripts/test-arm64.sh  # arm64 under emulation (docs/arm64.md): opt-in, it is slow
+fi
