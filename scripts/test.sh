@@ -25,3 +25,9 @@ bash scripts/bootstrap.sh "dev"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/python -m pytest "$@"
+# Slow stage: the core subset on arm64 under emulation (docs/arm64.md; 14 min on the loaded
+# 2-core dev VM, userland download and build included). Full runs only (no pytest
+# arguments); EDGEFACE_SKIP_ARM64=1 skips it.
+if [ $# -eq 0 ] && [ "${EDGEFACE_SKIP_ARM64:-0}" != 1 ]; then
+  bash scripts/test-arm64.sh
+fi

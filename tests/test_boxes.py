@@ -96,3 +96,23 @@ def test_blocked_nms_equals_the_plain_definition_on_many_boxes(rng: np.random.Ge
         if not np.any(iou > 0.5):
             expected.append(order[i])
     assert B.nms(boxes, scores, 0.5).tolist() == [int(v) for v in expected]
+
+
+def test_crops_from_a_window_equal_crops_from_the_whole_frame(rng: np.random.Generator) -> None:
+    frame = rng.random((120, 160, 3), dtype=np.float32)
+    boxes = np.array([[30.4, 20.7, 70.2, 60.5], [-8.0, 90.0, 20.0, 130.0], [140, 5, 175, 40.0]])
+    x0, y0, x1, y1 = B.window_around(boxes, frame.shape)
+    assert (x0, y0, x1, y1) == (0, 4, 160, 120)  # clipped to the frame
+    for size in (24, 48):
+        whole = B.crop_patches(frame, boxes, size)
+        part = B.crop_patches(
+            frame[y0:y1, x0:x1], boxes, size, origin=(x0, y0), frame_shape=frame.shape[:2]
+        )
+        np.testing.assert_allclose(part, whole, atol=1e-5)  # float32 sample maps
+    inner = boxes[:1]
+    x0, y0, x1, y1 = B.window_around(inner, frame.shape)
+    assert (x0, y0, x1, y1) == (29, 19, 73, 63)
+    part = B.crop_patches(
+        frame[y0:y1, x0:x1], inner, 48, origin=(x0, y0), frame_shape=frame.shape[:2]
+    )
+    np.testing.assert_allclose(part, B.crop_patches(frame, inner, 48), atol=1e-5)

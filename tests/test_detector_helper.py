@@ -218,3 +218,38 @@ def test_helpers_with_threaded_blas_here_say_how_to_fix_it(
         pass
     assert "OPENBLAS_NUM_THREADS=1" in caplog.text and "workers=1" in caplog.text
     _warn_blas_threads.cache_clear()
+
+
+def test_recording_sees_every_level_and_crop_even_with_helpers(shared_data: Path) -> None:
+    """INT8 calibration records the cascade's inputs: with helpers, their share must be in
+    the record too (swapping sessions from outside saw only the main process's share)."""
+    from edgeface.detector import pyramid_scales
+    from edgeface.imaging import load_image
+
+    image = load_image(shared_data / "detection/dlib_faces/2008_001009.jpg")
+    h, w = image.shape[:2]
+    records: dict[int, dict[str, list[np.ndarray]]] = {}
+    faces = {}
+    for workers in (1, 2):
+        with MTCNNDetector(DetectorConfig(min_face_size=20, workers=workers)) as det:
+            plain = det.detect(image)
+            seen: dict[str, list[np.ndarray]] = {"pnet": [], "rnet": [], "onet": []}
+            with det.recording(lambda net, x, seen=seen: seen[net].append(x.copy())):
+                faces[workers] = det.detect(image)
+            got, want = ([f.box for f in found] for found in (faces[workers], plain))
+            np.testing.assert_allclose(got, want, atol=0.01)  # float32 rounding of the split
+            det.detect(image)  # after the block nothing more is recorded
+        records[workers] = seen
+    scales = pyramid_scales(h, w, 20, 0.709)
+    for workers, seen in records.items():
+        shapes = [x.shape for x in seen["pnet"]]
+        assert shapes == [(1, int(h * s), int(w * s), 3) for s in scales], workers
+        assert all(x.dtype == np.float32 for batch in seen.values() for x in batch)
+        assert sum(len(x) for x in seen["onet"]) >= len(faces[workers])
+    # the same inputs whichever process would have run them
+    for a, b in zip(records[1]["pnet"], records[2]["pnet"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    for net in ("rnet", "onet"):
+        a, b = (np.concatenate(records[k][net]) for k in (1, 2))
+        assert a.shape == b.shape and a.shape[0] > 0, net
+        np.testing.assert_allclose(a, b, atol=1e-5)

@@ -51,6 +51,8 @@ def with_(section: str, **values: object) -> dict:
         (with_("recognition", far=2.0), r"recognition\.far: must be between 0 and 1"),
         (with_("recognition", select="biggest"), r"recognition\.select"),
         (with_("recognition", models=[]), r"recognition\.models: must be a non-empty list"),
+        (with_("recognition", full_detect_every=0), r"recognition\.full_detect_every: must be > 0"),
+        (with_("recognition", detector_workers=0), r"recognition\.detector_workers: must be"),
         (with_("gallery", key_file="k", key_credential="c"), r"gallery\.key_file: give"),
         (with_("audit", max_bytes=10), r"audit\.max_bytes: must be >= 4096"),
         (with_("actuator", kind="relay"), r"actuator\.kind: one of"),

@@ -168,3 +168,23 @@ def test_int8_heads_stay_float_so_scores_do_not_tie(built, dlib_images, fmt: str
             assert 0 < share["float_weights"] < 0.05 * share["total_weights"]  # trunk is INT8
         else:
             assert "SOFTMAX" in q["float_ops"] and "PRELU" not in q["float_ops"]
+
+
+def test_calibration_records_every_pyramid_level_of_every_image(shared_data: Path) -> None:
+    """``quantize build`` records through ``MTCNNDetector.recording``: with the default
+    detector's helper process, every level of every image is in the record (before, the
+    helper's share of levels and crops was never seen)."""
+    from edgeface_tools.quantize.build import record_cascade_inputs
+
+    from edgeface.detector import pyramid_scales
+
+    paths = sorted((shared_data / "detection" / "dlib_faces").glob("*.jpg"))[:3]
+    store = record_cascade_inputs(paths, max_crops=200, progress=False)
+    expected = []
+    for p in paths:
+        h, w = load_image(p).shape[:2]
+        expected += [(1, int(h * s), int(w * s), 3) for s in pyramid_scales(h, w, 20, 0.709)]
+    assert [x.shape for x in store["pnet"]] == expected
+    for net, size in (("rnet", 24), ("onet", 48)):
+        crops = np.concatenate(store[net])
+        assert crops.shape[1:] == (size, size, 3) and 0 < len(crops) <= 200

@@ -66,3 +66,26 @@ def test_grey_noise_moves_each_value_by_at_most_one_level_deterministically() ->
     assert diff.min() >= -1 and diff.max() <= 1 and (diff != 0).mean() > 0.3
     assert a.dtype == np.uint8 and a[..., 0].min() == 0 and a[..., 2].max() == 255  # clipped
     assert not np.array_equal(grey_noise(img, 4), a)
+
+
+def test_markdown_detector_rows_show_recall_and_landmark_error() -> None:
+    row = {
+        "variant": "int8 onnx",
+        "backend": "onnxruntime",
+        "ms_per_image": 21.5,
+        "ap_dlib": 1.0,
+        "recall_dlib": 1.0,
+        "ap_masks": 0.4,
+        "recall_masks": 0.52,
+        "landmark_nme_dlib": 0.061,
+        "landmark_nme_dlib_median": 0.052,
+        "iou_mean": 0.93,
+        "agree_iou_0.9": 0.8,
+        "agree_iou_0.9_gt": 0.85,
+        "meets_goals": None,
+    }
+    text = markdown({"detector": [row]})
+    assert (
+        "| AP dlib | recall dlib | AP masks | recall masks | landmark NME dlib | median |" in text
+    )
+    assert "| int8 onnx | onnxruntime | 21.5 | 1.0 | 1.0 | 0.4 | 0.52 | 0.061 | 0.052 |" in text

@@ -37,6 +37,18 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", metavar="FILE", help="embedding model file (default: manifest model)")
     p.add_argument(
+        "--detector-backend",
+        default="numpy",
+        help="MTCNN backend for detect + align (default numpy; onnxruntime, litert)",
+    )
+    p.add_argument(
+        "--detector-models",
+        metavar="DIR",
+        help="folder with mtcnn-{pnet,rnet,onet}-PRECISION.{onnx,tflite} (edgeface quantize "
+        "build), with --detector-precision; use a --crops file per detector",
+    )
+    p.add_argument("--detector-precision", default="int8", choices=["fp32", "int8"])
+    p.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -99,13 +111,31 @@ def _aligned(args: argparse.Namespace, keys: list[tuple[str, int]]) -> lfw.Align
         cached = lfw.AlignedSet.load(cache)
         if set(keys) <= set(cached.keys):
             return cached
-    detector = MTCNNDetector(DetectorConfig())
+    detector = MTCNNDetector(_detector_config(args))
     aligned = lfw.align_images(
         _images_dir(args), keys, detector, lambda it, desc, n: progress(it, args, desc, n)
     )
     if cache is not None:
         aligned.save(cache)
     return aligned
+
+
+def _detector_config(args: argparse.Namespace) -> DetectorConfig:
+    """The default cascade, or the one built by ``quantize build`` (e.g. INT8 ONNX)."""
+    backend = getattr(args, "detector_backend", "numpy")
+    if backend == "numpy":
+        return DetectorConfig()
+    folder = getattr(args, "detector_models", None)
+    if not folder:
+        raise ConfigError(f"--detector-backend {backend} needs --detector-models DIR")
+    ext = {"onnxruntime": "onnx", "litert": "tflite"}.get(backend)
+    if ext is None:
+        raise ConfigError(f"--detector-backend: numpy, onnxruntime or litert, got {backend!r}")
+    models = {
+        net: str(Path(folder) / f"mtcnn-{net}-{args.detector_precision}.{ext}")
+        for net in ("pnet", "rnet", "onet")
+    }
+    return DetectorConfig(backend=backend, models=models)
 
 
 def _embedder(args: argparse.Namespace) -> Embedder:

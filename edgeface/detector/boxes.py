@@ -97,7 +97,14 @@ def square(boxes: np.ndarray) -> np.ndarray:
     return np.stack([x1, y1, x1 + side, y1 + side], axis=1)
 
 
-def crop_patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+def crop_patches(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    size: int,
+    *,
+    origin: tuple[int, int] = (0, 0),
+    frame_shape: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Sample each box of ``image`` onto a ``size`` x ``size`` grid (bilinear, corner to corner).
 
     Boxes may leave the image: outside pixels read as 0, which in the normalized MTCNN input
@@ -106,14 +113,20 @@ def crop_patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
     with boxes normalized by the image size. That is a sub-pixel detail, but O-Net's landmarks
     move by a few percent with it, and keeping it makes our cascade agree with the reference
     implementation whose LFW accuracy we quote (tests/test_mtcnn_reference.py).
+    ``image`` may be a window of a larger frame (``frame_shape`` = its height and width, the
+    window's top-left pixel at ``origin`` = x, y): boxes are then in frame coordinates and
+    sample exactly as on the whole frame, provided the window holds every frame pixel the
+    boxes touch (:func:`window_around`). Tracking uses that to normalize a small region only.
     Returns ``(N, size, size, C)`` float32 patches.
     """
-    h, w, channels = image.shape
+    channels = image.shape[2]
+    h, w = frame_shape or image.shape[:2]
     n = len(boxes)
     if n == 0:
         return np.empty((0, size, size, channels), np.float32)
     # one cv2.remap over all boxes stacked vertically (one call, not one warpAffine per box)
     sampled = boxes.astype(np.float64) * np.array([(w - 1) / w, (h - 1) / h] * 2)
+    sampled -= np.array([origin[0], origin[1]] * 2, np.float64)
     steps = np.arange(size, dtype=np.float64) / (size - 1)
     xs = sampled[:, 0:1] + (sampled[:, 2:3] - sampled[:, 0:1]) * steps  # (N, size)
     ys = sampled[:, 1:2] + (sampled[:, 3:4] - sampled[:, 1:2]) * steps
@@ -128,6 +141,17 @@ def crop_patches(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
         borderValue=0,
     )
     return out.reshape(n, size, size, channels)
+
+
+def window_around(boxes: np.ndarray, frame_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """``x0, y0, x1, y1``: the part of a frame that :func:`crop_patches` reads for ``boxes``
+    (their bounding box, one pixel more on each side for bilinear sampling, clipped)."""
+    h, w = frame_shape[:2]
+    x0 = int(np.clip(np.floor(boxes[:, 0].min()) - 1, 0, w))
+    y0 = int(np.clip(np.floor(boxes[:, 1].min()) - 1, 0, h))
+    x1 = int(np.clip(np.ceil(boxes[:, 2].max()) + 2, x0, w))
+    y1 = int(np.clip(np.ceil(boxes[:, 3].max()) + 2, y0, h))
+    return x0, y0, x1, y1
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

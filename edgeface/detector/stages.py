@@ -7,6 +7,7 @@ whether the session is NumPy, ONNX Runtime or LiteRT (see :mod:`edgeface.backend
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,8 +47,13 @@ class Stage:
         self.session = session
         fixed = session.info.fixed_batch
         self.max_batch = fixed if fixed else max_batch
+        #: called with every NHWC float32 batch before it goes to the session (see
+        #: ``MTCNNDetector.recording``); None: nothing is kept
+        self.observer: Callable[[np.ndarray], None] | None = None
 
     def _run(self, chunk: np.ndarray) -> list[np.ndarray]:
+        if self.observer is not None:
+            self.observer(chunk)
         if self.session.info.input_layout == "NCHW":
             chunk = chunk.transpose(0, 3, 1, 2)
         return self.session.run(chunk)
@@ -59,10 +65,21 @@ class CropStage(Stage, ABC):
     #: the network's input side in pixels
     size: int
 
-    def run_on_crops(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
-        """Network outputs for the crop of every box (at least one), in box order."""
+    def run_on_crops(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        *,
+        origin: tuple[int, int] = (0, 0),
+        frame_shape: tuple[int, int] | None = None,
+    ) -> list[np.ndarray]:
+        """Network outputs for the crop of every box (at least one), in box order; ``image``
+        may be a window of the frame (see :func:`edgeface.detector.boxes.crop_patches`)."""
+        window = {"origin": origin, "frame_shape": frame_shape}
         parts = [
-            self._run(B.crop_patches(image, boxes[start : start + self.max_batch], self.size))
+            self._run(
+                B.crop_patches(image, boxes[start : start + self.max_batch], self.size, **window)
+            )
             for start in range(0, len(boxes), self.max_batch)
         ]
         return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]

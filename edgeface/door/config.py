@@ -137,6 +137,14 @@ class RecognitionConfig:
     #: explicit embedder file (e.g. the INT8 model); its manifest entry is ``embedder_model``
     embedder_path: Path | None = None
     detector_backend: str = "numpy"
+    #: the full MTCNN cascade runs at least every this many identified frames; in between a
+    #: face already found is tracked (R-Net and O-Net near its last box, see
+    #: :mod:`edgeface.detector.tracking`). 1 = the full cascade on every frame
+    full_detect_every: int = 3
+    #: processes that share a full detection (``DetectorConfig.workers``): 1 = none. A helper
+    #: process holds its own NumPy, OpenCV and MTCNN (~60 MB RSS); with tracking only every
+    #: ``full_detect_every``-th frame runs the full cascade, so by default the door has none
+    detector_workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -286,6 +294,13 @@ def _recognition(s: Section, base: Path) -> RecognitionConfig:
         embedder_model=s.get("embedder_model", str, d.embedder_model),
         embedder_path=(base / emb_path) if emb_path else None,
         detector_backend=s.get("detector_backend", str, d.detector_backend),
+        full_detect_every=s.get("full_detect_every", int, d.full_detect_every, check=positive),
+        detector_workers=s.get(
+            "detector_workers",
+            int,
+            d.detector_workers,
+            check=lambda v: None if 1 <= v <= 64 else "must be between 1 and 64",
+        ),
     )
 
 

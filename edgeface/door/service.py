@@ -91,7 +91,11 @@ def build_identifier(cfg: DoorConfig) -> tuple[Identifier, LiveGallery]:
     min_detect = max(12.0, 0.8 * cfg.policy.min_face_size)
     pipeline = FacePipeline.from_config(
         PipelineConfig(
-            detector=DetectorConfig(min_face_size=min_detect, backend=rc.detector_backend),
+            detector=DetectorConfig(
+                min_face_size=min_detect,
+                backend=rc.detector_backend,
+                workers=rc.detector_workers,
+            ),
             embedder=EmbedderConfig(
                 model=rc.embedder_model,
                 path=str(rc.embedder_path) if rc.embedder_path else None,
@@ -100,8 +104,13 @@ def build_identifier(cfg: DoorConfig) -> tuple[Identifier, LiveGallery]:
         )
     )
     rule = ThresholdRule(rc, pipeline.calibration)
+    detector: Any = pipeline.detector
+    if rc.full_detect_every > 1:
+        from edgeface.detector.tracking import TrackingConfig, TrackingDetector
+
+        detector = TrackingDetector(detector, TrackingConfig(full_every=rc.full_detect_every))
     identifier = PipelineIdentifier(
-        detector=pipeline.detector,
+        detector=detector,
         embedder=pipeline.embedder,
         select=rc.select,
         min_face_size=cfg.policy.min_face_size,

@@ -12,7 +12,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from edgeface_tools.quantize.artifacts import ArtifactDir
@@ -130,18 +129,6 @@ def build_mobilefacenet(
 # ------------------------------------------------------------------------------------ MTCNN
 
 
-class _Recorder:
-    """Wraps a cascade session and keeps (a sample of) what the cascade feeds it."""
-
-    def __init__(self, session: Any, store: list[np.ndarray], limit: int) -> None:
-        self.session, self.info, self.store, self.limit = session, session.info, store, limit
-
-    def run(self, x: np.ndarray) -> list[np.ndarray]:
-        if sum(len(b) for b in self.store) < self.limit:
-            self.store.append(np.array(x, dtype=np.float32))
-        return self.session.run(x)
-
-
 def record_cascade_inputs(
     images: Sequence[Path], *, max_crops: int = 1500, progress: bool = True
 ) -> dict[str, list[np.ndarray]]:
@@ -156,17 +143,22 @@ def record_cascade_inputs(
 
     det = MTCNNDetector()
     store: dict[str, list[np.ndarray]] = {"pnet": [], "rnet": [], "onet": []}
-    det.pnet.session = _Recorder(det.pnet.session, store["pnet"], 10**9)  # type: ignore[assignment]
-    det.rnet.session = _Recorder(det.rnet.session, store["rnet"], max_crops)  # type: ignore[assignment]
-    det.onet.session = _Recorder(det.onet.session, store["onet"], max_crops)  # type: ignore[assignment]
+
+    def keep(net: str, batch: np.ndarray) -> None:
+        # every P-Net level; R-Net/O-Net crops until a sample of max_crops can be drawn
+        if net == "pnet" or sum(len(b) for b in store[net]) < 4 * max_crops:
+            store[net].append(np.array(batch, dtype=np.float32))
+
     bar = _progress(total=len(images), desc="MTCNN calibration images", enabled=progress)
     try:
-        for path in images:
-            with contextlib.suppress(EdgefaceError):
-                det.detect(load_image(path))
-            bar.update(1)
+        with det.recording(keep):  # all levels and crops, also the helpers' share
+            for path in images:
+                with contextlib.suppress(EdgefaceError):
+                    det.detect(load_image(path))
+                bar.update(1)
     finally:
         bar.close()
+        det.close()
     rng = np.random.default_rng(0)
     for net in ("rnet", "onet"):
         if not store[net]:

@@ -222,8 +222,12 @@ def detector_report(
     from edgeface.detector import MTCNNDetector
     from edgeface.evaluation.datasets import BOXED_SETS
     from edgeface.evaluation.detection import evaluate_annotations
+    from edgeface.evaluation.landmarks import landmark_errors, load_dlib_landmark_sets
     from edgeface.imaging import load_image
 
+    # what users see of a detector is the aligned crop: its five points against dlib's
+    # 68-point annotations (5 points derived, inter-ocular normalized)
+    landmarks = load_dlib_landmark_sets(data_root / "detection" / "dlib_faces")
     sets = {}
     for name, boxed in BOXED_SETS.items():
         anns = boxed.load(data_root)
@@ -264,7 +268,16 @@ def detector_report(
             rep = evaluate_annotations(
                 sname, anns, faces_of.__getitem__, boxed.iou_threshold, lambda p: p
             )
-            row[f"ap_{sname}"] = rep.summary()["ap"]
+            summary = rep.summary()
+            row[f"ap_{sname}"] = summary["ap"]
+            row[f"recall_{sname}"] = summary["recall"]
+        if landmarks:
+            lm = landmark_errors(
+                {p: f for p, f in landmarks.items() if p in faces_of}, faces_of
+            ).summary()
+            row["landmark_nme_dlib"] = lm["nme_mean"]
+            row["landmark_nme_dlib_median"] = lm["nme_median"]
+            row["landmark_faces_dlib"] = lm["matched"]
         row["ms_per_image"] = round(float(np.mean(times)), 2)
         found = {p: np.array([f.box for f in fs]).reshape(-1, 4) for p, fs in faces_of.items()}
         if not reference:
@@ -342,15 +355,19 @@ def markdown(result: dict[str, Any]) -> str:
         )
     if result.get("detector"):
         lines += ["", "## MTCNN: float vs quantized", ""]
-        sets = [k for k in result["detector"][0] if k.startswith("ap_")]
-        head = " | ".join(f"AP {k[3:]}" for k in sets)
+        first = result["detector"][0]
+        sets = [k for k in first if k.startswith(("ap_", "recall_", "landmark_nme_dlib"))]
+        names = {"landmark_nme_dlib": "landmark NME dlib", "landmark_nme_dlib_median": "median"}
+        head = " | ".join(
+            names.get(k, k.replace("ap_", "AP ").replace("recall_", "recall ")) for k in sets
+        )
         lines.append(
             f"| variant | backend | ms/image | {head} | IoU mean | IoU>=0.9 % (all) "
             "| IoU>=0.9 % (GT faces) | goals |"
         )
         lines.append("|---|---|---:|" + "---:|" * len(sets) + "---:|---:|---:|---|")
         for r in result["detector"]:
-            aps = " | ".join(_fmt(r[k]) for k in sets)
+            aps = " | ".join(_fmt(r.get(k)) for k in sets)
             lines.append(
                 f"| {r['variant']} | {r['backend']} | {r['ms_per_image']:.1f} | {aps} "
                 f"| {_fmt(r['iou_mean'])} | {_fmt(r['agree_iou_0.9'], True)} "
