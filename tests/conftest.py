@@ -21,6 +21,7 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEFACE_SHARED_DIR", REPO.parent / "shared"))
 MTCNN_ONNX = ("mtcnn-pnet-onnx", "mtcnn-rnet-onnx", "mtcnn-onet-onnx")
+EDGEFACE = ("edgeface-xs", "edgeface-xxs")
 
 
 def _require(path: Path) -> Path:
@@ -49,7 +50,7 @@ def models_ready() -> None:
     """Make sure every model the runtime needs resolves with the right sha256."""
     from edgeface.modelstore.fetch import fetch_model
 
-    for name in ("mtcnn", "mobilefacenet", "mobilefacenet-dyn", "yunet", *MTCNN_ONNX):
+    for name in ("mtcnn", "mobilefacenet", "mobilefacenet-dyn", "yunet", *MTCNN_ONNX, *EDGEFACE):
         fetch_model(name, log=lambda _msg: None)
 
 

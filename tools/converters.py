@@ -166,8 +166,16 @@ def _mtcnn_onnx(net: str) -> Callable[[Path, Path], None]:
     return transform
 
 
+def edgeface_onnx(checkpoint: Path, out: Path) -> None:
+    """EdgeFace torch checkpoint -> float ONNX, written op by op (numpy + onnx, no torch)."""
+    from edgeface_tools.edgenext_export import write_onnx
+
+    write_onnx(checkpoint, out)
+
+
 DERIVED_TRANSFORMS: dict[str, Callable[[Path, Path], None]] = {
     "onnx_dynamic_batch": onnx_dynamic_batch,
+    "edgeface_onnx": edgeface_onnx,
     **{f"mtcnn_onnx_{net}": _mtcnn_onnx(net) for net in ("pnet", "rnet", "onet")},
 }
 
