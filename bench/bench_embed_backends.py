@@ -1,9 +1,10 @@
 """Embedder speed per backend x precision: ms per face at batch 1 (and batch 8).
 
-Runs every MobileFaceNet artifact in an ``edgeface quantize build`` output directory, plus
-the float ONNX model, on this machine. Prints a table and writes JSON. Speed is a property
-of the device (a Pi 4 has no int8 dot-product instructions, a Pi 5 and a Jetson Orin do),
-so run it there; ``edgeface bench`` is the same measurement with the accuracy-budget pick.
+Runs every embedder artifact (MobileFaceNet, EdgeFace-XS / XXS) in an ``edgeface quantize
+build`` output directory, plus each model's float ONNX, on this machine. Prints a table and
+writes JSON. Speed is a property of the device (a Pi 4 has no int8 dot-product
+instructions, a Pi 5 and a Jetson Orin do), so run it there; ``edgeface bench`` is the same
+measurement with the accuracy-budget pick.
 
     python bench/bench_embed_backends.py --artifacts out/quant
     python bench/bench_embed_backends.py --artifacts out/quant --threads 4 --json /tmp/b.json
@@ -30,13 +31,27 @@ from edgeface.modelstore.manifest import get_entry
 REPO = Path(__file__).resolve().parents[1]
 
 
-def variants(art_dir: Path) -> list[tuple[str, Path, str]]:
-    out = [("float onnx", resolve_model("mobilefacenet-dyn"), "onnxruntime")]
+#: embedder group (artifact ``model``) -> float manifest entry; as in edgeface quantize build
+EMBEDDERS = {
+    "mobilefacenet": "mobilefacenet-dyn",
+    "edgeface-xs": "edgeface-xs",
+    "edgeface-xxs": "edgeface-xxs",
+}
+
+
+def variants(art_dir: Path) -> list[tuple[str, str, Path, str]]:
+    """(group, label, file, backend): each group's float ONNX, then its artifacts."""
     manifest = json.loads((art_dir / "artifacts.json").read_text(encoding="utf-8"))
-    for a in manifest["artifacts"]:
-        if a["model"] == "mobilefacenet":
-            backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
-            out.append((a["file"], art_dir / a["file"], backend))
+    present = {a["model"] for a in manifest["artifacts"]}
+    out = []
+    for group, entry in EMBEDDERS.items():
+        if group != "mobilefacenet" and group not in present:
+            continue
+        out.append((group, f"{group} float onnx", resolve_model(entry), "onnxruntime"))
+        for a in manifest["artifacts"]:
+            if a["model"] == group:
+                backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
+                out.append((group, a["file"], art_dir / a["file"], backend))
     return out
 
 
@@ -62,19 +77,20 @@ def main() -> None:
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)
-    prep = get_entry("mobilefacenet-dyn").preprocessing
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 255, (8, 112, 112, 3), dtype=np.uint8)
     rows = []
-    for name, path, backend in variants(args.artifacts):
+    for group, name, path, backend in variants(args.artifacts):
+        prep = get_entry(EMBEDDERS[group]).preprocessing
         try:
             session = open_session(path, backend, threads=args.threads)
         except EdgefaceError as exc:
             rows.append({"variant": name, "backend": backend, "error": str(exc)})
             continue
-        emb = Embedder(session, preprocessing=prep, model_id="mobilefacenet", model_sha256="")
+        emb = Embedder(session, preprocessing=prep, model_id=group, model_sha256="")
         rows.append(
             {
+                "model": group,
                 "variant": name,
                 "backend": backend,
                 "size_bytes": path.stat().st_size,

@@ -19,11 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--calib-dir",
         type=Path,
         help="directory of photos; our detector + aligner turn them into calibration faces "
-        "(needed for mobilefacenet; also MTCNN's unless --mtcnn-calib-dir is given)",
+        "(needed for the embedders; also MTCNN's unless --mtcnn-calib-dir is given)",
     )
     b.add_argument("--faces", type=int, default=500, help="calibration faces (default 500)")
     b.add_argument("--min-faces", type=int, default=50)
-    b.add_argument("--what", default="mobilefacenet,mtcnn", help="mobilefacenet and/or mtcnn")
+    b.add_argument(
+        "--what",
+        default="mobilefacenet,mtcnn",
+        help="comma list of mobilefacenet, edgeface-xs, edgeface-xxs, mtcnn "
+        "(default mobilefacenet,mtcnn)",
+    )
     b.add_argument("--method", default="percentile", choices=("minmax", "entropy", "percentile"))
     b.add_argument("--percentile", type=float, default=99.999)
     b.add_argument("--activation-type", default="quint8", choices=("quint8", "qint8"))
@@ -122,8 +127,9 @@ def _build(args: argparse.Namespace) -> int:
     _tools()
     from edgeface_tools.quantize.artifacts import ArtifactDir
     from edgeface_tools.quantize.build import (
+        EMBEDDERS,
         BuildOptions,
-        build_mobilefacenet,
+        build_embedder,
         build_mtcnn,
         check_what,
     )
@@ -132,8 +138,13 @@ def _build(args: argparse.Namespace) -> int:
 
     what = check_what([w.strip() for w in args.what.split(",") if w.strip()])
     mtcnn_calib = args.mtcnn_calib_dir or args.calib_dir
-    if "mobilefacenet" in what and args.calib_dir is None:
-        raise ConfigError("--calib-dir is needed to quantize mobilefacenet (photos with faces)")
+    embedders = [w for w in what if w in EMBEDDERS]
+    if embedders and args.calib_dir is None:
+        raise ConfigError(
+            f"--calib-dir is needed to quantize {', '.join(embedders)} (photos with faces)"
+        )
+    if len(embedders) > 1 and args.float_model:
+        raise ConfigError("--float-model applies to one embedder; give one in --what")
     if "mtcnn" in what and mtcnn_calib is None:
         raise ConfigError("--mtcnn-calib-dir or --calib-dir is needed to quantize mtcnn")
     keep = tuple(k.strip() for k in args.keep_float.split(",") if k.strip())
@@ -151,13 +162,14 @@ def _build(args: argparse.Namespace) -> int:
         raise ConfigError("--faces must be positive")
     out = ArtifactDir(args.out)  # unwritable output fails here, before any slow work
     built: list[str] = []
-    if "mobilefacenet" in what:
+    if embedders:
         from edgeface_tools.quantize.onnx_int8 import load_onnx_checked
 
         from edgeface.modelstore import resolve_model
 
         # a corrupt float model fails now, not after minutes of calibration
-        load_onnx_checked(args.float_model or resolve_model("mobilefacenet-dyn"))
+        for name in embedders:
+            load_onnx_checked(args.float_model or resolve_model(EMBEDDERS[name]))
         calib = build_calibration_set(
             args.calib_dir,
             count=args.faces,
@@ -174,7 +186,8 @@ def _build(args: argparse.Namespace) -> int:
             onnx_variants=also,
             float_model=args.float_model,  # type: ignore[arg-type]
         )
-        built += build_mobilefacenet(out, calib, opts, progress=not args.quiet)
+        for name in embedders:
+            built += build_embedder(out, calib, opts, model=name, progress=not args.quiet)
     if "mtcnn" in what:
         built += build_mtcnn(
             out,

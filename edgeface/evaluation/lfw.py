@@ -121,11 +121,13 @@ def align_images(
     keys: Sequence[tuple[str, int]],
     detector: MTCNNDetector,
     progress: Progress | None = None,
+    path_of: Callable[[Path, tuple[str, int]], Path] = image_path,
 ) -> AlignedSet:
     """Detect (central face, as the LFW protocol intends) and align every image.
 
     Images where the detector finds nothing are aligned with the mean landmarks of the images
     where it did find a face (LFW faces sit at a fixed place), and counted in ``found``.
+    ``path_of`` maps a key to its file (LFW naming by default; CFP passes its own).
     """
     crops = np.zeros((len(keys), 112, 112, 3), np.uint8)
     found = np.zeros(len(keys), bool)
@@ -137,7 +139,7 @@ def align_images(
     if progress is not None:
         indices = progress(indices, "detect+align", len(keys))
     for i in indices:
-        img = load_image(image_path(images_dir, keys[i]))
+        img = load_image(path_of(images_dir, keys[i]))
         t0 = time.perf_counter()
         face = select_face(detector.detect(img), img.shape, "central")
         t1 = time.perf_counter()

@@ -1,8 +1,9 @@
 """``edgeface quantize build``: every deployable variant of the float models, one directory.
 
-MobileFaceNet: INT8 ONNX (QDQ), FP32 / FP16 / INT8 TFLite. MTCNN: float and INT8 ONNX and
-TFLite for P-Net, R-Net and O-Net, INT8 calibrated on the very inputs the float cascade feeds
-each network on real photos (pyramid levels, 24x24 and 48x48 crops).
+Embedders (MobileFaceNet, EdgeFace-XS, EdgeFace-XXS): INT8 ONNX (QDQ), FP32 / FP16 / INT8
+TFLite, INT8 calibrated on faces aligned by our own detector and aligner. MTCNN: float and
+INT8 ONNX and TFLite for P-Net, R-Net and O-Net, INT8 calibrated on the very inputs the
+float cascade feeds each network on real photos (pyramid levels, 24x24 and 48x48 crops).
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from edgeface.modelstore import resolve_model, sha256_file
 from edgeface.modelstore.manifest import get_entry
 
 Log = Callable[[str], None]
-EMBEDDER_MODEL = "mobilefacenet-dyn"
+#: embedder group (``--what`` name, artifact file prefix) -> its float manifest entry
+EMBEDDERS = {
+    "mobilefacenet": "mobilefacenet-dyn",
+    "edgeface-xs": "edgeface-xs",
+    "edgeface-xxs": "edgeface-xxs",
+}
 MTCNN_PREPROCESSING = {
     "layout": "NHWC or NCHW (see input_layout)",
     "color": "RGB",
@@ -48,23 +54,27 @@ class BuildOptions:
     float_model: Path | None = None
 
 
-def build_mobilefacenet(
+def build_embedder(
     out: ArtifactDir,
     calib: CalibrationSet,
     options: BuildOptions | None = None,
     *,
+    model: str = "mobilefacenet",
     log: Log = print,
     progress: bool = True,
 ) -> list[str]:
-    """Build the embedder artifacts; returns their manifest names."""
+    """Build the artifacts of embedder group ``model`` (see :data:`EMBEDDERS`); returns
+    their manifest names."""
     opts = options or BuildOptions()
-    entry = get_entry(EMBEDDER_MODEL)
-    src = Path(opts.float_model) if opts.float_model else resolve_model(EMBEDDER_MODEL)
+    if model not in EMBEDDERS:
+        raise ConfigError(f"unknown embedder '{model}' (use {', '.join(EMBEDDERS)})")
+    entry = get_entry(EMBEDDERS[model])
+    src = Path(opts.float_model) if opts.float_model else resolve_model(entry.name)
     load_onnx_checked(src)  # a corrupt float model fails here, before minutes of calibration
     src_sha = sha256_file(src)
     prep = dict(entry.preprocessing)
     common = {
-        "model": "mobilefacenet",
+        "model": model,
         "source": src.name,
         "source_sha256": src_sha,
         "calibration": calib.description,
@@ -73,7 +83,7 @@ def build_mobilefacenet(
     x_nchw = preprocess_faces(calib.faces, prep, "NCHW")
     variants = {"": opts.onnx, **{f"-{k}": v for k, v in opts.onnx_variants.items()}}
     for suffix, onnx_opts in variants.items():
-        name = f"mobilefacenet-int8{suffix}.onnx"
+        name = f"{model}-int8{suffix}.onnx"
         log(f"{name}: INT8 ONNX ({onnx_opts.method}, {onnx_opts.activation_type} activations)")
         with out.staging(name) as tmp:
             params = quantize_onnx_int8(src, tmp, x_nchw, onnx_opts, progress=progress)
@@ -100,7 +110,7 @@ def build_mobilefacenet(
         bar = _progress(total=len(steps), desc="TFLite conversion", enabled=progress)
         try:
             for precision in steps:
-                name = f"mobilefacenet-{precision}.tflite"
+                name = f"{model}-{precision}.tflite"
                 log(f"{name}: TFLite {precision}")
                 with out.staging(name) as tmp:
                     params = saved_model_to_tflite(
@@ -293,7 +303,8 @@ def build_mtcnn(
 
 
 def check_what(what: Sequence[str]) -> list[str]:
-    bad = set(what) - {"mobilefacenet", "mtcnn"}
+    known = [*EMBEDDERS, "mtcnn"]
+    bad = set(what) - set(known)
     if bad:
-        raise ConfigError(f"unknown model group(s) {sorted(bad)} (use mobilefacenet, mtcnn)")
+        raise ConfigError(f"unknown model group(s) {sorted(bad)} (use {', '.join(known)})")
     return list(what)
