@@ -100,6 +100,8 @@ class AlignedSet:
     found: np.ndarray
     ms_detect: list[float] = field(default_factory=list)
     ms_align: list[float] = field(default_factory=list)
+    #: faces found only by a second, more permissive detector pass (CFP profiles), if any
+    relaxed: np.ndarray | None = None
 
     def index(self) -> dict[tuple[str, int], int]:
         return {k: i for i, k in enumerate(self.keys)}
@@ -107,13 +109,15 @@ class AlignedSet:
     def save(self, path: Path) -> None:
         names = np.array([k[0] for k in self.keys])
         nums = np.array([k[1] for k in self.keys])
-        np.savez(path, names=names, nums=nums, crops=self.crops, found=self.found)
+        extra = {} if self.relaxed is None else {"relaxed": self.relaxed}
+        np.savez(path, names=names, nums=nums, crops=self.crops, found=self.found, **extra)
 
     @classmethod
     def load(cls, path: Path) -> AlignedSet:
         with np.load(path, allow_pickle=False) as d:
             keys = [(str(n), int(i)) for n, i in zip(d["names"], d["nums"], strict=True)]
-            return cls(keys, d["crops"], d["found"])
+            relaxed = d.get("relaxed")
+            return cls(keys, d["crops"], d["found"], relaxed=relaxed)
 
 
 def align_images(
