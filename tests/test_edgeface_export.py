@@ -111,3 +111,29 @@ def test_a_checkpoint_that_is_not_edgeface_is_refused(tmp_path: Path, shared_mod
     if other.is_file():
         with pytest.raises(ModelError, match="not an EdgeFace"):
             build_onnx(other)
+
+
+def test_polynomial_erf_graph_for_tflite_matches_and_has_no_erf_op(
+    shared_models: Path, reference: dict[str, np.ndarray]
+) -> None:
+    model = build_onnx(shared_models / "edgeface" / VARIANTS["xs"], erf="polynomial")
+    assert "Erf" not in {n.op_type for n in model.graph.node}
+    out = _session(model).run(None, {"input": reference["input"]})[0]
+    assert np.abs(out - reference["xs_q_dequantized_float"]).max() < 1e-4
+
+
+def test_edgeface_int8_quantizes_only_convs_and_weight_matmuls(models_ready: None) -> None:
+    from edgeface_tools.quantize.build import _int8_options
+    from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
+
+    from edgeface.modelstore import resolve_model
+
+    opts = _int8_options("edgeface-xs", OnnxInt8Options(), resolve_model("edgeface-xs"))
+    assert tuple(opts.op_types) == ("Conv", "MatMul")
+    # the three attention blocks' activation x activation MatMuls stay float
+    assert (
+        sorted(n.rsplit(".", 1)[1] for n in opts.exclude_nodes)
+        == ["attn_logits"] * 3 + ["attn_v"] * 3
+    )
+    mfn = _int8_options("mobilefacenet", OnnxInt8Options(), resolve_model("mobilefacenet-dyn"))
+    assert not mfn.op_types and not mfn.exclude_nodes
