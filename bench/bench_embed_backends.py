@@ -55,16 +55,27 @@ def variants(art_dir: Path) -> list[tuple[str, str, Path, str]]:
     return out
 
 
-def time_batch(emb: Embedder, crops: np.ndarray, repeats: int) -> float:
-    """Median ms per face over ``repeats`` calls (median: robust to a noisy shared CPU)."""
-    for _ in range(3):
-        emb.embed(crops)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        emb.embed(crops)
-        times.append((time.perf_counter() - t0) * 1000 / len(crops))
-    return statistics.median(times)
+def time_rounds(
+    embedders: list[Embedder], crops: np.ndarray, repeats: int, rounds: int = 10
+) -> list[float]:
+    """Median ms per face of each embedder, timed in interleaved rounds.
+
+    Interleaving (a few calls of every variant per round, ``rounds`` times) exposes all
+    variants to the same background load, so their ratios stay meaningful on a shared CPU
+    where back-to-back blocks would each see a different load.
+    """
+    for emb in embedders:
+        for _ in range(3):
+            emb.embed(crops)
+    per_round = max(1, repeats // rounds)
+    times: list[list[float]] = [[] for _ in embedders]
+    for _ in range(rounds):
+        for i, emb in enumerate(embedders):
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                emb.embed(crops)
+                times[i].append((time.perf_counter() - t0) * 1000 / len(crops))
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -79,7 +90,8 @@ def main() -> None:
     ort.set_default_logger_severity(3)
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 255, (8, 112, 112, 3), dtype=np.uint8)
-    rows = []
+    rows: list[dict] = []
+    runnable: list[tuple[dict, Embedder]] = []
     for group, name, path, backend in variants(args.artifacts):
         prep = get_entry(EMBEDDERS[group]).preprocessing
         try:
@@ -87,17 +99,17 @@ def main() -> None:
         except EdgefaceError as exc:
             rows.append({"variant": name, "backend": backend, "error": str(exc)})
             continue
-        emb = Embedder(session, preprocessing=prep, model_id=group, model_sha256="")
-        rows.append(
-            {
-                "model": group,
-                "variant": name,
-                "backend": backend,
-                "size_bytes": path.stat().st_size,
-                "ms_per_face_b1": round(time_batch(emb, crops[:1], args.repeats), 3),
-                "ms_per_face_b8": round(time_batch(emb, crops, max(args.repeats // 8, 5)), 3),
-            }
+        row = {"model": group, "variant": name, "backend": backend}
+        row["size_bytes"] = path.stat().st_size
+        rows.append(row)
+        runnable.append(
+            (row, Embedder(session, preprocessing=prep, model_id=group, model_sha256=""))
         )
+    embedders = [e for _, e in runnable]
+    b1 = time_rounds(embedders, crops[:1], args.repeats)
+    b8 = time_rounds(embedders, crops, max(args.repeats // 8, 10))
+    for (row, _), t1, t8 in zip(runnable, b1, b8, strict=True):
+        row["ms_per_face_b1"], row["ms_per_face_b8"] = round(t1, 3), round(t8, 3)
     print(f"{'variant':<36} {'backend':<12} {'KB':>6} {'ms b1':>7} {'ms b8':>7}")
     for r in rows:
         if "error" in r:
@@ -112,6 +124,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "threads": args.threads,
         "repeats": args.repeats,
+        "load_avg_at_end": os.getloadavg(),
         "rows": rows,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
