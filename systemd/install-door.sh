@@ -21,7 +21,7 @@ install -d -m 0755 /etc/edgeface
 install -d -m 0700 /var/lib/private "$STATE" "$STATE/models" "$STATE/audit"
 
 # 3. models: fetched and sha256-checked into the state directory
-EDGEFACE_CACHE_DIR="$STATE/models" "$PREFIX/venv/bin/edgeface" models fetch mtcnn mobilefacenet-dyn
+EDGEFACE_CACHE_DIR="$STATE/models" "$PREFIX/venv/bin/edgeface" models fetch mtcnn edgeface-xs
 
 # 4. the gallery key as an encrypted credential (TPM-bound where available)
 install -d -m 0700 "$CREDSTORE"

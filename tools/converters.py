@@ -168,6 +168,12 @@ def _mtcnn_onnx(net: str) -> Callable[[Path, Path], None]:
 
 def edgeface_onnx(checkpoint: Path, out: Path) -> None:
     """EdgeFace torch checkpoint -> float ONNX, written op by op (numpy + onnx, no torch)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ModelError(
+            "building the EdgeFace ONNX needs the onnx package: pip install 'edgeface[onnx]'"
+        ) from None
     from edgeface_tools.edgenext_export import write_onnx
 
     write_onnx(checkpoint, out)
