@@ -14,7 +14,8 @@ peak memory, and the time from ``edgeface door`` start to READY=1.
 Like the ``edgeface`` command, it runs numpy's BLAS with one thread (set before numpy loads).
 Prints tables and writes JSON. Speed is measured, never asserted.
 
-    python bench/bench_door.py [--frames 120] [--embedder-path INT8.onnx] [--out OUT.json]
+    python bench/bench_door.py [--frames 120] [--embedder-model mobilefacenet-dyn]
+        [--embedder-path INT8.onnx] [--out OUT.json]
 """
 
 from __future__ import annotations
@@ -260,6 +261,8 @@ def door_setup(tmp: Path, args, pipeline, gallery_people, threshold, frames) -> 
         for name, (emb, score) in gallery_people.items():
             g.add_identity(name, [Template(emb, score, model)])
     emb_line = f'embedder_path = "{args.embedder_path}"' if args.embedder_path else ""
+    if args.embedder_model:
+        emb_line += f'\nembedder_model = "{args.embedder_model}"'
     text = f"""
 [camera]
 kind = "images"
@@ -357,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-face-size", type=float, default=80.0, help="policy.min_face_size")
     ap.add_argument("--full-every", type=int, default=3, help="recognition.full_detect_every")
     ap.add_argument("--people", type=int, default=50, help="enrolled identities")
-    ap.add_argument("--embedder-path", default=None, help="e.g. an INT8 MobileFaceNet")
+    ap.add_argument(
+        "--embedder-model", default=None, help="manifest model (default: the default embedder)"
+    )
+    ap.add_argument("--embedder-path", default=None, help="a variant of it, e.g. its INT8 file")
     ap.add_argument("--detector-backend", default="numpy")
     ap.add_argument(
         "--workers", type=int, default=None, help="recognition.detector_workers (door default)"
@@ -384,7 +390,10 @@ def main(argv: list[str] | None = None) -> int:
                 backend=args.detector_backend,
                 workers=args.workers,
             ),
-            embedder=EmbedderConfig(path=args.embedder_path),
+            embedder=EmbedderConfig(
+                **({"model": args.embedder_model} if args.embedder_model else {}),
+                path=args.embedder_path,
+            ),
         )
     )
     load_s = time.perf_counter() - t_load
@@ -419,7 +428,8 @@ def main(argv: list[str] | None = None) -> int:
         "ready_s_median": median([s["ready_s"] for s in starts]),
         "tree_peak_rss_mb_max": max((s["tree_peak_rss_mb"] for s in starts), default=None),
         "model_load_s": load_s,
-        "embedder": args.embedder_path or "mobilefacenet-dyn (float32)",
+        "embedder_model": args.embedder_model or EmbedderConfig().model,
+        "embedder": args.embedder_path or "float32 ONNX of the manifest",
         "detector_backend": args.detector_backend,
         "min_face_size": args.min_face_size,
         "full_detect_every": args.full_every,

@@ -1,9 +1,10 @@
 """Embedder speed per backend x precision: ms per face at batch 1 (and batch 8).
 
-Runs every MobileFaceNet artifact in an ``edgeface quantize build`` output directory, plus
-the float ONNX model, on this machine. Prints a table and writes JSON. Speed is a property
-of the device (a Pi 4 has no int8 dot-product instructions, a Pi 5 and a Jetson Orin do),
-so run it there; ``edgeface bench`` is the same measurement with the accuracy-budget pick.
+Runs every embedder artifact (MobileFaceNet, EdgeFace-XS / XXS) in an ``edgeface quantize
+build`` output directory, plus each model's float ONNX, on this machine. Prints a table and
+writes JSON. Speed is a property of the device (a Pi 4 has no int8 dot-product
+instructions, a Pi 5 and a Jetson Orin do), so run it there; ``edgeface bench`` is the same
+measurement with the accuracy-budget pick.
 
     python bench/bench_embed_backends.py --artifacts out/quant
     python bench/bench_embed_backends.py --artifacts out/quant --threads 4 --json /tmp/b.json
@@ -30,26 +31,51 @@ from edgeface.modelstore.manifest import get_entry
 REPO = Path(__file__).resolve().parents[1]
 
 
-def variants(art_dir: Path) -> list[tuple[str, Path, str]]:
-    out = [("float onnx", resolve_model("mobilefacenet-dyn"), "onnxruntime")]
+#: embedder group (artifact ``model``) -> float manifest entry; as in edgeface quantize build
+EMBEDDERS = {
+    "mobilefacenet": "mobilefacenet-dyn",
+    "edgeface-xs": "edgeface-xs",
+    "edgeface-xxs": "edgeface-xxs",
+}
+
+
+def variants(art_dir: Path) -> list[tuple[str, str, Path, str]]:
+    """(group, label, file, backend): each group's float ONNX, then its artifacts."""
     manifest = json.loads((art_dir / "artifacts.json").read_text(encoding="utf-8"))
-    for a in manifest["artifacts"]:
-        if a["model"] == "mobilefacenet":
-            backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
-            out.append((a["file"], art_dir / a["file"], backend))
+    present = {a["model"] for a in manifest["artifacts"]}
+    out = []
+    for group, entry in EMBEDDERS.items():
+        if group != "mobilefacenet" and group not in present:
+            continue
+        out.append((group, f"{group} float onnx", resolve_model(entry), "onnxruntime"))
+        for a in manifest["artifacts"]:
+            if a["model"] == group:
+                backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
+                out.append((group, a["file"], art_dir / a["file"], backend))
     return out
 
 
-def time_batch(emb: Embedder, crops: np.ndarray, repeats: int) -> float:
-    """Median ms per face over ``repeats`` calls (median: robust to a noisy shared CPU)."""
-    for _ in range(3):
-        emb.embed(crops)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        emb.embed(crops)
-        times.append((time.perf_counter() - t0) * 1000 / len(crops))
-    return statistics.median(times)
+def time_rounds(
+    embedders: list[Embedder], crops: np.ndarray, repeats: int, rounds: int = 10
+) -> list[float]:
+    """Median ms per face of each embedder, timed in interleaved rounds.
+
+    Interleaving (a few calls of every variant per round, ``rounds`` times) exposes all
+    variants to the same background load, so their ratios stay meaningful on a shared CPU
+    where back-to-back blocks would each see a different load.
+    """
+    for emb in embedders:
+        for _ in range(3):
+            emb.embed(crops)
+    per_round = max(1, repeats // rounds)
+    times: list[list[float]] = [[] for _ in embedders]
+    for _ in range(rounds):
+        for i, emb in enumerate(embedders):
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                emb.embed(crops)
+                times[i].append((time.perf_counter() - t0) * 1000 / len(crops))
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -62,26 +88,28 @@ def main() -> None:
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)
-    prep = get_entry("mobilefacenet-dyn").preprocessing
     rng = np.random.default_rng(0)
     crops = rng.integers(0, 255, (8, 112, 112, 3), dtype=np.uint8)
-    rows = []
-    for name, path, backend in variants(args.artifacts):
+    rows: list[dict] = []
+    runnable: list[tuple[dict, Embedder]] = []
+    for group, name, path, backend in variants(args.artifacts):
+        prep = get_entry(EMBEDDERS[group]).preprocessing
         try:
             session = open_session(path, backend, threads=args.threads)
         except EdgefaceError as exc:
             rows.append({"variant": name, "backend": backend, "error": str(exc)})
             continue
-        emb = Embedder(session, preprocessing=prep, model_id="mobilefacenet", model_sha256="")
-        rows.append(
-            {
-                "variant": name,
-                "backend": backend,
-                "size_bytes": path.stat().st_size,
-                "ms_per_face_b1": round(time_batch(emb, crops[:1], args.repeats), 3),
-                "ms_per_face_b8": round(time_batch(emb, crops, max(args.repeats // 8, 5)), 3),
-            }
+        row = {"model": group, "variant": name, "backend": backend}
+        row["size_bytes"] = path.stat().st_size
+        rows.append(row)
+        runnable.append(
+            (row, Embedder(session, preprocessing=prep, model_id=group, model_sha256=""))
         )
+    embedders = [e for _, e in runnable]
+    b1 = time_rounds(embedders, crops[:1], args.repeats)
+    b8 = time_rounds(embedders, crops, max(args.repeats // 8, 10))
+    for (row, _), t1, t8 in zip(runnable, b1, b8, strict=True):
+        row["ms_per_face_b1"], row["ms_per_face_b8"] = round(t1, 3), round(t8, 3)
     print(f"{'variant':<36} {'backend':<12} {'KB':>6} {'ms b1':>7} {'ms b8':>7}")
     for r in rows:
         if "error" in r:
@@ -96,6 +124,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "threads": args.threads,
         "repeats": args.repeats,
+        "load_avg_at_end": os.getloadavg(),
         "rows": rows,
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)

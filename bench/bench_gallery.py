@@ -54,13 +54,12 @@ def unit_vectors(rng: np.random.Generator, n: int, dim: int = 128) -> np.ndarray
     return v
 
 
-def synthetic_gallery(n_ids: int, per_id: int, seed: int = 0) -> Gallery:
-    """Random unit vectors, ``per_id`` per identity, built in bulk."""
+def synthetic_gallery(n_ids: int, per_id: int, seed: int = 0, dim: int = 128) -> Gallery:
+    """Random unit vectors of ``dim`` values, ``per_id`` per identity, built in bulk."""
     rng = np.random.default_rng(seed)
     names = [f"Person {i}" for i in range(n_ids)]
-    return Gallery.from_arrays(
-        names, unit_vectors(rng, n_ids * per_id), [per_id] * n_ids, MODEL, max_templates=per_id
-    )
+    emb = unit_vectors(rng, n_ids * per_id, dim)
+    return Gallery.from_arrays(names, emb, [per_id] * n_ids, MODEL, max_templates=per_id)
 
 
 def time_calls(fn, repeat: int) -> dict[str, float]:
@@ -77,23 +76,24 @@ def time_calls(fn, repeat: int) -> dict[str, float]:
     }
 
 
-def bench_search(sizes: list[int], per_id: int, probes: int) -> list[dict]:
+def bench_search(sizes: list[int], per_id: int, probes: int, dim: int = 128) -> list[dict]:
     out = []
     rng = np.random.default_rng(1)
     for n in sizes:
         gc.collect()
         rss0 = rss_mb()
-        g = synthetic_gallery(n, per_id, seed=n)
+        g = synthetic_gallery(n, per_id, seed=n, dim=dim)
         t0 = time.perf_counter()
         m = g.matcher()
         build_ms = (time.perf_counter() - t0) * 1000
-        qs = unit_vectors(rng, probes)
+        qs = unit_vectors(rng, probes, dim)
         it = iter(range(10**9))
         single = time_calls(lambda m=m, qs=qs, it=it: m.search(qs[next(it) % len(qs)], 5), probes)
         batch = time_calls(lambda m=m, qs=qs: m.search_many(qs[:32], 5), 5)
         out.append(
             {
                 "identities": n,
+                "dim": dim,
                 "templates": n * per_id,
                 "matrix_mb": m.nbytes / 2**20,
                 "build_ms": build_ms,
@@ -106,8 +106,8 @@ def bench_search(sizes: list[int], per_id: int, probes: int) -> list[dict]:
     return out
 
 
-def bench_open(n_ids: int, per_id: int, repeat: int) -> dict:
-    g = synthetic_gallery(n_ids, per_id, seed=7)
+def bench_open(n_ids: int, per_id: int, repeat: int, dim: int = 128) -> dict:
+    g = synthetic_gallery(n_ids, per_id, seed=7, dim=dim)
     with tempfile.TemporaryDirectory() as d:
         gf = GalleryFile(Path(d) / "g.efg", RawKey.generate())
         gf._kdf = gf.key.new_kdf()
@@ -220,8 +220,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="1000,10000,100000", help="identity counts to search")
     ap.add_argument("--per-id", type=int, default=3, help="templates per identity")
+    ap.add_argument(
+        "--dim", type=int, default=128, help="embedding size (512 EdgeFace, 128 MobileFaceNet)"
+    )
     ap.add_argument("--probes", type=int, default=50, help="timed single-probe searches")
     ap.add_argument("--open-ids", type=int, default=10000, help="identities for open+decrypt")
+    ap.add_argument("--open-repeat", type=int, default=7, help="timed opens (median)")
     ap.add_argument("--lfw", action="store_true", help="also run LFW open-set identification")
     ap.add_argument("--crops", type=Path, help="aligned LFW crops cache (.npz), outside the repo")
     ap.add_argument("--lfw-limit", type=int, help="only the first N LFW people (quick check)")
@@ -239,8 +243,11 @@ def main(argv: list[str] | None = None) -> int:
             "processor": platform.processor() or platform.machine(),
             "load_avg": os.getloadavg(),
         },
-        "search": bench_search([int(s) for s in args.sizes.split(",")], args.per_id, args.probes),
-        "open": bench_open(args.open_ids, args.per_id, 7),
+        "dim": args.dim,
+        "search": bench_search(
+            [int(s) for s in args.sizes.split(",")], args.per_id, args.probes, args.dim
+        ),
+        "open": bench_open(args.open_ids, args.per_id, args.open_repeat, args.dim),
     }
     if args.lfw:
         result["lfw_openset"] = bench_lfw(args.crops, args.lfw_limit)

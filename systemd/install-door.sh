@@ -42,7 +42,7 @@ if [ -n "${BUNDLE:-}" ]; then
     EDGEFACE_DEVICE_ROOT="$STATE" "$PREFIX/venv/bin/edgeface" bundle install "$BUNDLE" \
         --restart-command "" --health-command ""
 else
-    EDGEFACE_CACHE_DIR="$STATE/models" "$PREFIX/venv/bin/edgeface" models fetch mtcnn mobilefacenet-dyn
+    EDGEFACE_CACHE_DIR="$STATE/models" "$PREFIX/venv/bin/edgeface" models fetch mtcnn edgeface-xs minifasnet-v2 minifasnet-v1se
 fi
 
 # 4. the gallery key as an encrypted credential (TPM-bound where available)

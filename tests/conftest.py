@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEFACE_SHARED_DIR", REPO.parent / "shared"))
 MTCNN_ONNX = ("mtcnn-pnet-onnx", "mtcnn-rnet-onnx", "mtcnn-onet-onnx")
 LIVENESS_ONNX = ("minifasnet-v2", "minifasnet-v1se")
+EDGEFACE = ("edgeface-xs", "edgeface-xxs")
 
 
 def _require(path: Path) -> Path:
@@ -57,6 +58,7 @@ def models_ready() -> None:
         "yunet",
         *MTCNN_ONNX,
         *LIVENESS_ONNX,
+        *EDGEFACE,
     ):
         fetch_model(name, log=lambda _msg: None)
 

@@ -33,7 +33,7 @@ def crops(lfw_dir: Path, detector) -> tuple[np.ndarray, list[str]]:
 def test_embeddings_are_unit_length_and_separate_people(embedder: Embedder, crops) -> None:
     x, labels = crops
     e = embedder.embed(x)
-    assert e.shape == (len(x), 128) and e.dtype == np.float32
+    assert e.shape == (len(x), embedder.dim) and e.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
     sims = e @ e.T
     same = np.array([[a == b for b in labels] for a in labels]) & ~np.eye(len(labels), dtype=bool)
@@ -67,7 +67,7 @@ def test_flip_averaging_changes_little_and_stays_unit(crops) -> None:
 
 
 def test_empty_batch_and_wrong_crop_size(embedder: Embedder) -> None:
-    assert embedder.embed(np.empty((0, 112, 112, 3), np.uint8)).shape == (0, 128)
+    assert embedder.embed(np.empty((0, 112, 112, 3), np.uint8)).shape == (0, embedder.dim)
     with pytest.raises(ImageError, match="112, 112, 3"):
         embedder.embed(np.zeros((2, 96, 112, 3), np.uint8))
 

@@ -116,13 +116,17 @@ def test_bad_embeddings_rejected():
     g = Gallery()
     with pytest.raises(GalleryError, match="at least one template"):
         g.add_identity("J", [])
-    with pytest.raises(GalleryError, match="expects 128"):
+    with pytest.raises(GalleryError, match="zero length"):
+        g.add_identity("J", [Template(np.zeros(64, np.float32), 1.0, MODEL)])
+    assert g.dim == 128  # a rejected template does not change the size
+    g.add_identity("I", [Template(np.ones(128, np.float32), 1.0, MODEL)])
+    with pytest.raises(GalleryError, match="expects 128"):  # the first template fixed the size
         g.add_identity("J", [Template(np.ones(64, np.float32), 1.0, MODEL)])
     with pytest.raises(GalleryError, match="zero length"):
         g.add_identity("J", [Template(np.zeros(128, np.float32), 1.0, MODEL)])
     with pytest.raises(GalleryError, match="not finite"):
         g.add_identity("J", [Template(np.full(128, np.nan, np.float32), 1.0, MODEL)])
-    assert len(g) == 0
+    assert len(g) == 1
 
 
 def test_model_binding(gfile):

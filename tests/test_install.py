@@ -179,7 +179,7 @@ def test_device_install_script_then_door_check(tmp_path: Path) -> None:
         kind = "images"
         path = "{replay}"
         [recognition]
-        models = ["mtcnn", "mobilefacenet-dyn"]
+        models = ["mtcnn", "edgeface-xs"]
         [gallery]
         path = "{gallery}"
         key_file = "{key}"

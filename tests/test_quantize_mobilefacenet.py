@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from edgeface_tools.quantize.artifacts import MANIFEST_NAME, ArtifactDir
-from edgeface_tools.quantize.build import BuildOptions, build_mobilefacenet
+from edgeface_tools.quantize.build import BuildOptions, build_embedder
 from edgeface_tools.quantize.calibration import build_calibration_set
 from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
 
@@ -55,7 +55,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, calib_dir: Path, models_read
     )
     out = ArtifactDir(tmp_path_factory.mktemp("artifacts"))
     opts = BuildOptions(onnx=OnnxInt8Options(method="minmax"), tflite_io="int8")
-    names = build_mobilefacenet(out, calib, opts, log=lambda _m: None, progress=False)
+    names = build_embedder(out, calib, opts, log=lambda _m: None, progress=False)
     return out, names, calib, cache
 
 

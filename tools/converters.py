@@ -177,9 +177,23 @@ def minifasnet_onnx(pth: Path, out: Path) -> None:
     write_onnx(pth, out)
 
 
+def edgeface_onnx(checkpoint: Path, out: Path) -> None:
+    """EdgeFace torch checkpoint -> float ONNX, written op by op (numpy + onnx, no torch)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ModelError(
+            "building the EdgeFace ONNX needs the onnx package: pip install 'edgeface[onnx]'"
+        ) from None
+    from edgeface_tools.edgenext_export import write_onnx
+
+    write_onnx(checkpoint, out)
+
+
 DERIVED_TRANSFORMS: dict[str, Callable[[Path, Path], None]] = {
     "onnx_dynamic_batch": onnx_dynamic_batch,
     "minifasnet_onnx": minifasnet_onnx,
+    "edgeface_onnx": edgeface_onnx,
     **{f"mtcnn_onnx_{net}": _mtcnn_onnx(net) for net in ("pnet", "rnet", "onet")},
 }
 

@@ -1,7 +1,9 @@
-"""``edgeface eval lfw`` and ``edgeface eval identify``: recognition quality on LFW.
+"""``edgeface eval lfw``, ``eval cfp`` and ``eval identify``: recognition quality.
 
-Both share one expensive step, detect + align every image (cached with ``--crops``), then
-embed with the configured embedder (``--backend``, ``--model`` select a variant, e.g. INT8).
+All share one expensive step, detect + align every image (cached with ``--crops``), then
+embed with the configured embedder (``--embedder`` picks the manifest model, ``--backend`` and
+``--model`` a variant of it, e.g. INT8). ``eval cfp`` scores pose: CFP frontal-profile
+(``--protocol cfp-fp``) and frontal-frontal (``cfp-ff``) pairs, reported like LFW.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ from edgeface.cli.eval_cmd import add_common_options, progress, write_json
 from edgeface.detector import DetectorConfig, MTCNNDetector
 from edgeface.embedder import Embedder, EmbedderConfig
 from edgeface.errors import ConfigError
-from edgeface.evaluation import lfw
+from edgeface.evaluation import cfp, lfw
 from edgeface.evaluation.datasets import find_data_root as data_root
 from edgeface.evaluation.verification import roc_curve, verification_report
 from edgeface.recognition.calibration import (
@@ -27,15 +30,27 @@ from edgeface.recognition.calibration import (
 )
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", metavar="DIR", help="LFW images/ folder (default: DATA/lfw/images)")
+def add_model_options(
+    p: argparse.ArgumentParser, images_help: str = "LFW images/ folder (default: DATA/lfw/images)"
+) -> None:
+    p.add_argument("--images", metavar="DIR", help=images_help)
     p.add_argument(
         "--crops", metavar="NPZ", help="cache of aligned crops: read if present, else write"
     )
     p.add_argument(
         "--backend", default="onnxruntime", help="embedder backend (default onnxruntime)"
     )
-    p.add_argument("--model", metavar="FILE", help="embedding model file (default: manifest model)")
+    p.add_argument(
+        "--embedder",
+        metavar="NAME",
+        default=EmbedderConfig.model,
+        help=f"manifest model whose preprocessing and embedding space apply "
+        f"(default {EmbedderConfig.model})",
+    )
+    p.add_argument(
+        "--model", metavar="FILE", help="embedding model file, a variant of --embedder "
+        "(default: the manifest file)"
+    )  # fmt: skip
     p.add_argument(
         "--detector-backend",
         default="numpy",
@@ -78,6 +93,19 @@ def register_lfw(actions: argparse._SubParsersAction) -> None:
         "calibration file of the embedding model)",
     )
     p.set_defaults(func=run_lfw)
+
+
+def register_cfp(actions: argparse._SubParsersAction) -> None:
+    p = actions.add_parser(
+        "cfp", help="CFP frontal-profile / frontal-frontal pairs: k-fold accuracy, TAR@FAR, ROC"
+    )
+    add_common_options(p)
+    add_model_options(p, "CFP Data/Images folder (default: DATA/cfp/Data/Images)")
+    p.add_argument(
+        "--protocol", choices=sorted(cfp.PROTOCOLS), default="cfp-fp", help="default cfp-fp"
+    )
+    p.add_argument("--plot", metavar="PNG", help="write the ROC curve here")
+    p.set_defaults(func=run_cfp)
 
 
 def register_identify(actions: argparse._SubParsersAction) -> None:
@@ -140,7 +168,7 @@ def _detector_config(args: argparse.Namespace) -> DetectorConfig:
 
 def _embedder(args: argparse.Namespace) -> Embedder:
     return Embedder.from_config(
-        EmbedderConfig(backend=args.backend, path=args.model, flip=args.flip)
+        EmbedderConfig(model=args.embedder, backend=args.backend, path=args.model, flip=args.flip)
     )
 
 
@@ -158,13 +186,39 @@ def run_lfw(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     aligned = _aligned(args, keys)
     embedder = _embedder(args)
-    index = aligned.index()
     emb, ms_embed = lfw.embed_crops(embedder, aligned.crops)
+    out = _verify(args, embedder, pairs, aligned, emb, ms_embed, lambda k: f"{k[0]}_{k[1]:04d}")
+    if args.write_calibration is not None:
+        out["calibration"] = _calibrate(args, embedder, aligned, emb)
+    out["seconds"] = round(time.perf_counter() - t0, 1)
+    _print_lfw(out)
+    if args.out:
+        write_json(args.out, out)
+    return 0
+
+
+def _verify(
+    args: argparse.Namespace,
+    embedder: Embedder,
+    pairs: lfw.Pairs,
+    aligned: lfw.AlignedSet,
+    emb: np.ndarray,
+    ms_embed: float,
+    show: Callable[[tuple[str, int]], str],
+) -> dict[str, object]:
+    """Score the pairs; the report shared by ``eval lfw`` and ``eval cfp`` (and its plot)."""
+    index = aligned.index()
     scores = lfw.pair_scores(pairs, index, emb)
     report = verification_report(scores, pairs.same, pairs.folds)
     pair_keys = pairs.images()
-    no_face = [f"{n}_{i:04d}" for n, i in pair_keys if not aligned.found[index[(n, i)]]]
-    out: dict[str, object] = {
+    no_face = [show(k) for k in pair_keys if not aligned.found[index[k]]]
+    if args.plot:
+        from edgeface.evaluation.plots import plot_roc_curves
+
+        plot_roc_curves(
+            {f"{embedder.model_id} ({args.backend})": roc_curve(scores, pairs.same)}, args.plot
+        )
+    return {
         "embedder": {"model_id": embedder.model_id, "sha256": embedder.model_sha256,
                      "backend": args.backend, "flip": args.flip},
         "verification": report.to_dict(),
@@ -172,16 +226,54 @@ def run_lfw(args: argparse.Namespace) -> int:
         "no_face": {"count": len(no_face), "fallback": "mean landmarks of detected faces",
                     "images": no_face},
         "timing": _timing(aligned, ms_embed),
-        "seconds": round(time.perf_counter() - t0, 1),
     }  # fmt: skip
-    if args.write_calibration is not None:
-        out["calibration"] = _calibrate(args, embedder, aligned, emb)
-    if args.plot:
-        from edgeface.evaluation.plots import plot_roc_curves
 
-        plot_roc_curves(
-            {f"{embedder.model_id} ({args.backend})": roc_curve(scores, pairs.same)}, args.plot
+
+def run_cfp(args: argparse.Namespace) -> int:
+    root = data_root(args.data) / "cfp"
+    images = Path(args.images) if args.images else root / "Data" / "Images"
+    if not images.is_dir():
+        raise ConfigError(f"{images}: no such CFP images folder")
+    pairs = cfp.read_protocol(root, args.protocol)
+    keys = pairs.images()
+    t0 = time.perf_counter()
+    cache = Path(args.crops) if args.crops else None
+    aligned: lfw.AlignedSet | None = None
+    if cache is not None and cache.is_file():
+        aligned = lfw.AlignedSet.load(cache)
+        if not set(keys) <= set(aligned.keys):
+            aligned = None  # e.g. cached for cfp-ff, now asked for cfp-fp: align the union
+        elif aligned.relaxed is None:  # a cache from before the relaxed second pass
+            aligned = cfp.retry_misses(aligned, images)
+            if cache is not None:
+                aligned.save(cache)
+    if aligned is None:
+        wanted = sorted(set(keys) | set(cfp.read_protocol(root, "cfp-fp").images()))
+        aligned = cfp.align_cfp(
+            images,
+            wanted,
+            MTCNNDetector(DetectorConfig()),
+            lambda it, desc, n: progress(it, args, desc, n),
         )
+        if cache is not None:
+            aligned.save(cache)
+    embedder = _embedder(args)
+    # embed only what the protocol uses (cfp-ff needs no profiles)
+    idx = aligned.index()
+    used = [idx[k] for k in keys]
+    subset = lfw.AlignedSet(
+        keys, aligned.crops[used], aligned.found[used], aligned.ms_detect, aligned.ms_align
+    )
+    emb, ms_embed = lfw.embed_crops(embedder, subset.crops)
+    out = _verify(args, embedder, pairs, subset, emb, ms_embed, lambda k: f"{k[0]}/{k[1]:02d}")
+    out["protocol"] = args.protocol
+    relaxed = [] if aligned.relaxed is None else aligned.relaxed[used]
+    out["found_by_relaxed_retry"] = {
+        "count": int(np.sum(relaxed)),
+        "thresholds": list(cfp.RELAXED_THRESHOLDS),
+        "images": [f"{k[0]}/{k[1]:02d}" for k, r in zip(keys, relaxed, strict=False) if r],
+    }
+    out["seconds"] = round(time.perf_counter() - t0, 1)
     _print_lfw(out)
     if args.out:
         write_json(args.out, out)
@@ -236,7 +328,12 @@ def _errata(args: argparse.Namespace) -> lfw.Errata | None:
 
 def _print_lfw(out: dict) -> None:
     v = out["verification"]
-    print(f"pairs {v['pairs']}  images {out['images']}  no face found {out['no_face']['count']}")
+    retried = out.get("found_by_relaxed_retry", {}).get("count")
+    again = "" if retried is None else f" (found by the relaxed second pass: {retried})"
+    print(
+        f"pairs {v['pairs']}  images {out['images']}  no face found {out['no_face']['count']}"
+        + again
+    )
     print(f"accuracy {100 * v['accuracy']:.2f}% +- {100 * v['accuracy_std']:.2f}  "
           f"(folds: {', '.join(f'{100 * a:.2f}' for a in v['fold_accuracies'])})")  # fmt: skip
     for far, tar in v["tar_at_far"].items():

@@ -19,12 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--calib-dir",
         type=Path,
         help="directory of photos; our detector + aligner turn them into calibration faces "
-        "(needed for mobilefacenet; also MTCNN's unless --mtcnn-calib-dir is given)",
+        "(needed for the embedders; also MTCNN's unless --mtcnn-calib-dir is given)",
     )
     b.add_argument("--faces", type=int, default=500, help="calibration faces (default 500)")
     b.add_argument("--min-faces", type=int, default=50)
     b.add_argument(
-        "--what", default="mobilefacenet,mtcnn", help="mobilefacenet, mtcnn and/or liveness"
+        "--what",
+        default="mobilefacenet,mtcnn",
+        help="comma list of mobilefacenet, edgeface-xs, edgeface-xxs, mtcnn, liveness "
+        "(default mobilefacenet,mtcnn)",
     )
     b.add_argument(
         "--liveness-data",
@@ -132,8 +135,9 @@ def _build(args: argparse.Namespace) -> int:
     _tools()
     from edgeface_tools.quantize.artifacts import ArtifactDir
     from edgeface_tools.quantize.build import (
+        EMBEDDERS,
         BuildOptions,
-        build_mobilefacenet,
+        build_embedder,
         build_mtcnn,
         check_what,
     )
@@ -142,8 +146,13 @@ def _build(args: argparse.Namespace) -> int:
 
     what = check_what([w.strip() for w in args.what.split(",") if w.strip()])
     mtcnn_calib = args.mtcnn_calib_dir or args.calib_dir
-    if "mobilefacenet" in what and args.calib_dir is None:
-        raise ConfigError("--calib-dir is needed to quantize mobilefacenet (photos with faces)")
+    embedders = [w for w in what if w in EMBEDDERS]
+    if embedders and args.calib_dir is None:
+        raise ConfigError(
+            f"--calib-dir is needed to quantize {', '.join(embedders)} (photos with faces)"
+        )
+    if len(embedders) > 1 and args.float_model:
+        raise ConfigError("--float-model applies to one embedder; give one in --what")
     if "mtcnn" in what and mtcnn_calib is None:
         raise ConfigError("--mtcnn-calib-dir or --calib-dir is needed to quantize mtcnn")
     keep = tuple(k.strip() for k in args.keep_float.split(",") if k.strip())
@@ -161,13 +170,14 @@ def _build(args: argparse.Namespace) -> int:
         raise ConfigError("--faces must be positive")
     out = ArtifactDir(args.out)  # unwritable output fails here, before any slow work
     built: list[str] = []
-    if "mobilefacenet" in what:
+    if embedders:
         from edgeface_tools.quantize.onnx_int8 import load_onnx_checked
 
         from edgeface.modelstore import resolve_model
 
         # a corrupt float model fails now, not after minutes of calibration
-        load_onnx_checked(args.float_model or resolve_model("mobilefacenet-dyn"))
+        for name in embedders:
+            load_onnx_checked(args.float_model or resolve_model(EMBEDDERS[name]))
         calib = build_calibration_set(
             args.calib_dir,
             count=args.faces,
@@ -184,7 +194,8 @@ def _build(args: argparse.Namespace) -> int:
             onnx_variants=also,
             float_model=args.float_model,  # type: ignore[arg-type]
         )
-        built += build_mobilefacenet(out, calib, opts, progress=not args.no_progress)
+        for name in embedders:
+            built += build_embedder(out, calib, opts, model=name, progress=not args.no_progress)
     if "mtcnn" in what:
         built += build_mtcnn(
             out,
@@ -202,7 +213,7 @@ def _build(args: argparse.Namespace) -> int:
         data = args.liveness_data or find_data_root(None) / "spoof"
         built += build_liveness(
             out, data, faces=args.liveness_faces, tflite=not args.no_tflite,
-            progress=not args.quiet,
+            progress=not args.no_progress,
         )  # fmt: skip
     for name in built:
         rec = out.records[name]

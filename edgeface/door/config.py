@@ -132,8 +132,8 @@ class RecognitionConfig:
     select: str = "largest"
     max_fps: float = 5.0
     #: manifest names whose sha256 ``--check`` verifies
-    models: tuple[str, ...] = ("mtcnn", "mobilefacenet-dyn")
-    embedder_model: str = "mobilefacenet-dyn"
+    models: tuple[str, ...] = ("mtcnn", "edgeface-xs")
+    embedder_model: str = "edgeface-xs"
     #: explicit embedder file (e.g. the INT8 model); its manifest entry is ``embedder_model``
     embedder_path: Path | None = None
     detector_backend: str = "numpy"

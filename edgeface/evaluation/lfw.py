@@ -100,6 +100,8 @@ class AlignedSet:
     found: np.ndarray
     ms_detect: list[float] = field(default_factory=list)
     ms_align: list[float] = field(default_factory=list)
+    #: faces found only by a second, more permissive detector pass (CFP profiles), if any
+    relaxed: np.ndarray | None = None
 
     def index(self) -> dict[tuple[str, int], int]:
         return {k: i for i, k in enumerate(self.keys)}
@@ -107,13 +109,15 @@ class AlignedSet:
     def save(self, path: Path) -> None:
         names = np.array([k[0] for k in self.keys])
         nums = np.array([k[1] for k in self.keys])
-        np.savez(path, names=names, nums=nums, crops=self.crops, found=self.found)
+        extra = {} if self.relaxed is None else {"relaxed": self.relaxed}
+        np.savez(path, names=names, nums=nums, crops=self.crops, found=self.found, **extra)
 
     @classmethod
     def load(cls, path: Path) -> AlignedSet:
         with np.load(path, allow_pickle=False) as d:
             keys = [(str(n), int(i)) for n, i in zip(d["names"], d["nums"], strict=True)]
-            return cls(keys, d["crops"], d["found"])
+            relaxed = d.get("relaxed")
+            return cls(keys, d["crops"], d["found"], relaxed=relaxed)
 
 
 def align_images(
@@ -121,11 +125,13 @@ def align_images(
     keys: Sequence[tuple[str, int]],
     detector: MTCNNDetector,
     progress: Progress | None = None,
+    path_of: Callable[[Path, tuple[str, int]], Path] = image_path,
 ) -> AlignedSet:
     """Detect (central face, as the LFW protocol intends) and align every image.
 
     Images where the detector finds nothing are aligned with the mean landmarks of the images
     where it did find a face (LFW faces sit at a fixed place), and counted in ``found``.
+    ``path_of`` maps a key to its file (LFW naming by default; CFP passes its own).
     """
     crops = np.zeros((len(keys), 112, 112, 3), np.uint8)
     found = np.zeros(len(keys), bool)
@@ -137,7 +143,7 @@ def align_images(
     if progress is not None:
         indices = progress(indices, "detect+align", len(keys))
     for i in indices:
-        img = load_image(image_path(images_dir, keys[i]))
+        img = load_image(path_of(images_dir, keys[i]))
         t0 = time.perf_counter()
         face = select_face(detector.detect(img), img.shape, "central")
         t1 = time.perf_counter()

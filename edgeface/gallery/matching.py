@@ -109,7 +109,8 @@ class Matcher:
         q = np.asarray(probes, dtype=np.float32)
         if q.ndim == 1:
             q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self.dim:
+        # an empty gallery has nothing to compare with, whatever the probe's size
+        if q.ndim != 2 or (q.shape[1] != self.dim and self._ids):
             raise ValueError(f"probe must have {self.dim} values, got shape {q.shape}")
         norms = np.linalg.norm(q, axis=1, keepdims=True)
         return q / np.maximum(norms, 1e-12)

@@ -69,6 +69,18 @@ class ModelRef:
         return cls(str(embedder.model_id), str(embedder.model_sha256))
 
 
+def _configure_hint(embedding_space: str) -> str:
+    """`` (embedder model = "NAME")`` for the manifest models of that space, if any."""
+    try:
+        from edgeface.modelstore.manifest import load_manifest
+
+        names = [e.name for e in load_manifest().values() if e.embedding_space == embedding_space]
+    except Exception:  # a hint must never hide the real error
+        return ""
+    preferred = [n for n in names if n.endswith("-dyn")] or names
+    return f' (embedder model = "{preferred[0]}")' if preferred else ""
+
+
 @dataclass
 class Template:
     """One enrolled embedding with its quality score and the model that produced it."""
@@ -272,8 +284,10 @@ class Gallery:
             raise ModelMismatchError(
                 f"{self.source}: gallery was enrolled with model {self.model.describe()}, "
                 f"but the current embedder is {model.describe()}; embeddings of different "
-                "models cannot be compared: re-enroll everyone with the current model "
-                "(or configure the model the gallery was made with)"
+                "models cannot be compared. Migrate the gallery to the current model "
+                "(edgeface gallery migrate --model NAME --embedder FILE; it needs the face "
+                "crops kept at enrolment, see docs/deploy.md) or re-enroll everyone with the "
+                f"current model, or keep using the old model{_configure_hint(self.model.id)}"
             )
 
     def _model_index(self, model: ModelRef) -> int:
@@ -289,13 +303,17 @@ class Gallery:
         if not templates:
             raise GalleryError("an identity needs at least one template")
         emb = np.stack([np.asarray(t.embedding, dtype=np.float32).reshape(-1) for t in templates])
-        if emb.shape[1] != self.dim:
+        # an empty gallery (``gallery init``) takes the size of the first model that enrolls
+        # into it: 512 for EdgeFace, 128 for MobileFaceNet; which model may enroll is
+        # checked below (the model binding)
+        if emb.shape[1] != self.dim and self._rows:
             raise GalleryError(
                 f"{self.source}: embedding has {emb.shape[1]} values, gallery expects {self.dim}"
             )
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
         if not np.all(np.isfinite(emb)) or np.any(norms < 1e-6):
             raise GalleryError("embedding is not finite or has zero length")
+        self.dim = int(emb.shape[1])
         model_idx = np.array([self._model_index(t.model) for t in templates], np.uint16)
         quality = np.array([t.quality for t in templates], np.float32)
         created = np.array([t.created for t in templates], np.float64)

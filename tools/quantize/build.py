@@ -1,13 +1,15 @@
 """``edgeface quantize build``: every deployable variant of the float models, one directory.
 
-MobileFaceNet: INT8 ONNX (QDQ), FP32 / FP16 / INT8 TFLite. MTCNN: float and INT8 ONNX and
-TFLite for P-Net, R-Net and O-Net, INT8 calibrated on the very inputs the float cascade feeds
-each network on real photos (pyramid levels, 24x24 and 48x48 crops).
+Embedders (MobileFaceNet, EdgeFace-XS, EdgeFace-XXS): INT8 ONNX (QDQ), FP32 / FP16 / INT8
+TFLite, INT8 calibrated on faces aligned by our own detector and aligner. MTCNN: float and
+INT8 ONNX and TFLite for P-Net, R-Net and O-Net, INT8 calibrated on the very inputs the
+float cascade feeds each network on real photos (pyramid levels, 24x24 and 48x48 crops).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +30,51 @@ from edgeface.modelstore import resolve_model, sha256_file
 from edgeface.modelstore.manifest import get_entry
 
 Log = Callable[[str], None]
-EMBEDDER_MODEL = "mobilefacenet-dyn"
+#: embedder group (``--what`` name, artifact file prefix) -> its float manifest entry
+EMBEDDERS = {
+    "mobilefacenet": "mobilefacenet-dyn",
+    "edgeface-xs": "edgeface-xs",
+    "edgeface-xxs": "edgeface-xxs",
+}
+#: EdgeFace: the checkpoint the TFLite conversion re-exports from (see ``_tflite_source``)
+EDGEFACE_CHECKPOINTS = {"edgeface-xs": "edgeface-xs-q", "edgeface-xxs": "edgeface-xxs-q"}
+#: EdgeFace INT8 ONNX quantizes only the weight MatMuls that read LayerNorm outputs (MLP fc1,
+#: attention qkv / proj, the head); the MLPs' second MatMul (fc2, reading GELU outputs), the
+#: convolutions, LayerNorm and the attention stay float. Measured on EdgeFace-XS (LFW dev acc,
+#: CFP-FP dev acc / TAR@1e-3, cosine to float on LFW; float 99.50, 93.00 / 80.80;
+#: docs/embedders.md): ONNX Runtime's default op set 81.00, 65.43 / 3.09; Conv + MatMul
+#: 99.47, 91.94 / 70.40, 0.935; all weight MatMuls 99.53, 91.89 / 75.83, 0.957; without fc2
+#: 99.50, 93.09 / 80.51, 0.997.
+EDGEFACE_INT8_OP_TYPES = ("MatMul",)
+EDGEFACE_FLOAT_NODE_SUFFIXES = (".attn_logits", ".attn_v", ".fc2.matmul")
+
+
+def _int8_options(model: str, opts: OnnxInt8Options, float_model: Path) -> OnnxInt8Options:
+    """The INT8 options of one embedder: the CLI's, plus EdgeFace's op restriction."""
+    if model not in EDGEFACE_CHECKPOINTS or opts.op_types:
+        return opts
+    graph = load_onnx_checked(float_model).graph
+    attention = [n.name for n in graph.node if n.name.endswith(EDGEFACE_FLOAT_NODE_SUFFIXES)]
+    return dataclasses.replace(
+        opts,
+        op_types=EDGEFACE_INT8_OP_TYPES,
+        exclude_nodes=[*opts.exclude_nodes, *attention],
+    )
+
+
+def _tflite_source(model: str, src: Path, work: Path) -> Path:
+    """The ONNX that onnx2tf converts: the float model itself, except for EdgeFace, whose
+    GELU is re-exported with a polynomial erf (TFLite has no Erf builtin; same outputs to
+    ~3e-6, tests/test_edgeface_export.py)."""
+    if model not in EDGEFACE_CHECKPOINTS:
+        return src
+    from edgeface_tools.edgenext_export import write_onnx
+
+    out = work / f"{model}-polynomial-erf.onnx"
+    write_onnx(resolve_model(EDGEFACE_CHECKPOINTS[model]), out, erf="polynomial")
+    return out
+
+
 MTCNN_PREPROCESSING = {
     "layout": "NHWC or NCHW (see input_layout)",
     "color": "RGB",
@@ -47,23 +93,27 @@ class BuildOptions:
     float_model: Path | None = None
 
 
-def build_mobilefacenet(
+def build_embedder(
     out: ArtifactDir,
     calib: CalibrationSet,
     options: BuildOptions | None = None,
     *,
+    model: str = "mobilefacenet",
     log: Log = print,
     progress: bool = True,
 ) -> list[str]:
-    """Build the embedder artifacts; returns their manifest names."""
+    """Build the artifacts of embedder group ``model`` (see :data:`EMBEDDERS`); returns
+    their manifest names."""
     opts = options or BuildOptions()
-    entry = get_entry(EMBEDDER_MODEL)
-    src = Path(opts.float_model) if opts.float_model else resolve_model(EMBEDDER_MODEL)
+    if model not in EMBEDDERS:
+        raise ConfigError(f"unknown embedder '{model}' (use {', '.join(EMBEDDERS)})")
+    entry = get_entry(EMBEDDERS[model])
+    src = Path(opts.float_model) if opts.float_model else resolve_model(entry.name)
     load_onnx_checked(src)  # a corrupt float model fails here, before minutes of calibration
     src_sha = sha256_file(src)
     prep = dict(entry.preprocessing)
     common = {
-        "model": "mobilefacenet",
+        "model": model,
         "source": src.name,
         "source_sha256": src_sha,
         "calibration": calib.description,
@@ -72,7 +122,8 @@ def build_mobilefacenet(
     x_nchw = preprocess_faces(calib.faces, prep, "NCHW")
     variants = {"": opts.onnx, **{f"-{k}": v for k, v in opts.onnx_variants.items()}}
     for suffix, onnx_opts in variants.items():
-        name = f"mobilefacenet-int8{suffix}.onnx"
+        onnx_opts = _int8_options(model, onnx_opts, src)
+        name = f"{model}-int8{suffix}.onnx"
         log(f"{name}: INT8 ONNX ({onnx_opts.method}, {onnx_opts.activation_type} activations)")
         with out.staging(name) as tmp:
             params = quantize_onnx_int8(src, tmp, x_nchw, onnx_opts, progress=progress)
@@ -94,12 +145,14 @@ def build_mobilefacenet(
     x_nhwc = preprocess_faces(calib.faces, prep, "NHWC")
     with tempfile.TemporaryDirectory(prefix="edgeface-onnx2tf.") as work:
         log("onnx2tf: ONNX -> NHWC SavedModel")
-        saved = onnx_to_saved_model(src, Path(work) / "saved_model")
+        saved = onnx_to_saved_model(
+            _tflite_source(model, src, Path(work)), Path(work) / "saved_model"
+        )
         steps = ["fp32", "fp16", "int8"]
         bar = _progress(total=len(steps), desc="TFLite conversion", enabled=progress)
         try:
             for precision in steps:
-                name = f"mobilefacenet-{precision}.tflite"
+                name = f"{model}-{precision}.tflite"
                 log(f"{name}: TFLite {precision}")
                 with out.staging(name) as tmp:
                     params = saved_model_to_tflite(
@@ -285,11 +338,10 @@ def build_mtcnn(
 
 
 def check_what(what: Sequence[str]) -> list[str]:
-    bad = set(what) - {"mobilefacenet", "mtcnn", "liveness"}
+    known = [*EMBEDDERS, "mtcnn", "liveness"]
+    bad = set(what) - set(known)
     if bad:
-        raise ConfigError(
-            f"unknown model group(s) {sorted(bad)} (use mobilefacenet, mtcnn, liveness)"
-        )
+        raise ConfigError(f"unknown model group(s) {sorted(bad)} (use {', '.join(known)})")
     return list(what)
 
 

@@ -37,6 +37,8 @@ class OnnxInt8Options:
     reduce_range: bool = False
     keep_float: Sequence[str] = ()  # subset of {"first", "last"}
     exclude_nodes: Sequence[str] = ()
+    #: op types to quantize (empty: ONNX Runtime's default, every op it can quantize)
+    op_types: Sequence[str] = ()
     symmetric_activations: bool = False
     batch: int = 16
     extra: dict[str, Any] = field(default_factory=dict)
@@ -55,6 +57,7 @@ class OnnxInt8Options:
         d = asdict(self)
         d["keep_float"] = list(self.keep_float)
         d["exclude_nodes"] = list(self.exclude_nodes)
+        d["op_types"] = list(self.op_types)
         return d
 
 
@@ -207,6 +210,7 @@ def _quantize(
                 weight_type=qtype[opts.weight_type],
                 calibrate_method=method,
                 nodes_to_exclude=exclude,
+                op_types_to_quantize=list(opts.op_types) or None,
                 extra_options=extra,
             )
         finally:
