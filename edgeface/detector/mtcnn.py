@@ -189,7 +189,7 @@ class MTCNNDetector:
             return []
         with self._lock:
             cand = self._cascade(rgb, scales)
-        return self._faces(cand)
+        return self._faces(cand, back=1.0 / shrink)
 
     def detect_near(
         self,
@@ -229,10 +229,10 @@ class MTCNNDetector:
             cand = self.onet.finish(cand, _on_window(self.onet, rgb, cand.boxes), t3, cfg.nms_onet)
         return self._faces(cand)
 
-    def _faces(self, cand: Candidates) -> list[Face]:
+    def _faces(self, cand: Candidates, back: float = 1.0) -> list[Face]:
+        """Faces of ``cand``, best first, in original-frame pixels (``back`` undoes a shrink)."""
         order = np.argsort(-cand.scores, kind="stable")
         assert cand.landmarks is not None or not len(order)
-        back = 1.0 / shrink
         return [
             Face(
                 box=tuple(float(v) * back for v in cand.boxes[i]),  # type: ignore[arg-type]
