@@ -248,7 +248,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from edgeface.cli.gallery_cmd import key_from_args
+    from edgeface.cli.gallery_options import key_from_args
 
     device = _device(args)
     r = device.install(
