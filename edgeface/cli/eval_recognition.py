@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.cli.eval_cmd import add_common_options, progress, write_json
+from edgeface.cli.eval_options import add_common_options, progress, write_json
 from edgeface.detector import DetectorConfig, MTCNNDetector
 from edgeface.embedder import Embedder, EmbedderConfig
 from edgeface.errors import ConfigError
