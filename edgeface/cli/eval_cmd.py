@@ -172,7 +172,8 @@ def _print_detect(results: dict[str, Any]) -> None:
 
 
 def _register_recognition(actions: argparse._SubParsersAction) -> None:
-    from edgeface.cli.eval_recognition import register_cfp, register_identify, register_lfw
+    from edgeface.cli.eval_identify import register_identify
+    from edgeface.cli.eval_recognition import register_cfp, register_lfw
 
     register_lfw(actions)
     register_cfp(actions)
