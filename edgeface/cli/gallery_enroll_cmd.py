@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edgeface.cli.gallery_options import (
     DEFAULT_FAR,
@@ -23,6 +23,11 @@ from edgeface.cli.options import add_progress_option, progress
 from edgeface.errors import ConfigError, NoFaceError
 from edgeface.gallery import Gallery, ModelRef
 from edgeface.gallery.enrollment import EnrollPolicy, NameTaken, commit_plans, dry_run
+
+if TYPE_CHECKING:
+    from edgeface.gallery.enroll import Enroller, EnrollmentPlan
+    from edgeface.gallery.quality import QualityGates
+    from edgeface.recognition import FacePipeline
 
 
 def register_enroll(gsub: argparse._SubParsersAction) -> None:
@@ -90,7 +95,7 @@ def _add_policy_options(a: argparse.ArgumentParser) -> None:
     a.add_argument("--json", action="store_true")
 
 
-def _gates(args: argparse.Namespace) -> Any:
+def _gates(args: argparse.Namespace) -> QualityGates:
     from edgeface.gallery.quality import QualityGates
 
     over = {
@@ -124,7 +129,9 @@ def _jobs(args: argparse.Namespace) -> list[tuple[str, list[Path] | None]]:
     return [(args.name, args.images)]
 
 
-def _plans(args: argparse.Namespace, enroller: Any, jobs: list[tuple[str, Any]]) -> list[Any]:
+def _plans(
+    args: argparse.Namespace, enroller: Enroller, jobs: list[tuple[str, list[Path] | None]]
+) -> list[EnrollmentPlan]:
     """Assess every person's photos (or camera frames), printing each verdict."""
     from edgeface.gallery.enroll import camera_frames
 
@@ -134,7 +141,7 @@ def _plans(args: argparse.Namespace, enroller: Any, jobs: list[tuple[str, Any]])
             frames = camera_frames(args.camera, max_frames=args.frames)
             plan = enroller.from_frames(name, frames, max_frames=args.frames)
         else:
-            plan = enroller.from_files(name, progress(files, args, name, len(files)))
+            plan = enroller.from_files(name, progress(files, args, name, len(files)))  # type: ignore[arg-type]
         plans.append(plan)
         if not args.json:
             for c in plan.candidates:
@@ -143,7 +150,7 @@ def _plans(args: argparse.Namespace, enroller: Any, jobs: list[tuple[str, Any]])
     return plans
 
 
-def _policy(args: argparse.Namespace, pipe: Any) -> EnrollPolicy:
+def _policy(args: argparse.Namespace, pipe: FacePipeline) -> EnrollPolicy:
     from edgeface.gallery.enroll import LOOKALIKE_FAR
 
     name_taken = NameTaken.ADD if args.add else NameTaken.NEW if args.new else NameTaken.REFUSE
@@ -200,7 +207,7 @@ def _enroll(args: argparse.Namespace) -> int:
 
 
 def _dry_run(
-    args: argparse.Namespace, gallery: Gallery, plans: list[Any], policy: EnrollPolicy
+    args: argparse.Namespace, gallery: Gallery, plans: list[EnrollmentPlan], policy: EnrollPolicy
 ) -> int:
     report = []
     for entry in dry_run(gallery, plans, policy):
