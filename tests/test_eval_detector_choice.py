@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.cli.eval_recognition import _detector_config
+from edgeface.cli.eval_faces import detector_config as _detector_config
 from edgeface.detector import MTCNNDetector
 from edgeface.errors import ConfigError
 from edgeface.imaging import load_image

@@ -226,3 +226,28 @@ def test_init_keep_crops_cli(tmp_path: Path) -> None:
     assert main(["gallery", "settings", "--gallery", str(g), "--key-file", str(k),
                  "--keep-crops", "off"]) == 0  # fmt: skip
     assert not gf.load().keep_crops
+
+
+def test_migrate_file_reembeds_under_the_lock_and_keeps_the_old_generation(tmp_path: Path):
+    """gallery/migrate.migrate_file (what ``gallery migrate`` runs), with a stand-in embedder."""
+    from edgeface.gallery import Template
+    from edgeface.gallery.migrate import migrate_file
+
+    class Halves:  # the mean of each crop's halves as a 128-d embedding: cheap, deterministic
+        model_id, model_sha256, dim = "halves", "h" * 64, 128
+
+        def embed(self, crops: np.ndarray) -> np.ndarray:
+            v = np.repeat(crops.reshape(len(crops), 2, -1).mean(axis=2), 64, axis=1)
+            return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    old = ModelRef("old", "0" * 64)
+    gf = GalleryFile(tmp_path / "g.efg", create_key_file(tmp_path / "g.key"))
+    gf.create(model=old, keep_crops=True)
+    crop = np.full((112, 112, 3), 7, np.uint8)
+    with gf.edit() as g:
+        g.add_identity("Ann", [Template(np.ones(128, np.float32) / 128**0.5, 0.9, old, crop=crop)])
+    migrated = migrate_file(gf, Halves())
+    assert migrated is not None and migrated.model == ModelRef.of(Halves())
+    assert gf.load().model == ModelRef.of(Halves()) and gf.load_backup().model == old
+    assert [i.name for i in gf.load().identities()] == ["Ann"]
+    assert migrate_file(gf, Halves()) is None  # already made with that model

@@ -174,7 +174,7 @@ def test_int8_tflite_is_fully_integer(built) -> None:
 
 
 def test_bench_times_every_variant_and_picks_within_budget(built) -> None:
-    from edgeface.cli.quantize_cmd import bench_embedders
+    from edgeface_tools.quantize.bench import bench_embedders
 
     out, names, _, _ = built
     budget = {n: n.endswith(".tflite") for n in names}  # pretend only TFLite met the goals

@@ -26,14 +26,9 @@ log = logging.getLogger("edgeface.door")
 
 def gallery_key(cfg: DoorConfig) -> Any:
     """The gallery's key source: a systemd credential (production) or a key file (dev)."""
-    from edgeface.gallery import keys
+    from edgeface.gallery.keysource import configured_key
 
-    g = cfg.gallery
-    if g.key_credential:
-        return keys.load_systemd_credential(g.key_credential)
-    if g.key_file:
-        return keys.load_key_file(g.key_file)
-    raise ConfigError("gallery.key_credential: set key_credential (systemd) or key_file")
+    return configured_key(cfg.gallery.key_file, cfg.gallery.key_credential)
 
 
 def load_gallery(cfg: DoorConfig) -> Any:

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from edgeface.gallery.durable import WriterLock
 from edgeface.gallery.errors import GalleryError
-from edgeface.gallery.store import CROP_SHAPE, Gallery, ModelRef, Template
+from edgeface.gallery.store import CROP_SHAPE, Gallery, GalleryFile, ModelRef, Template
 
 
 class MigrationRefusedError(GalleryError):
@@ -64,3 +65,15 @@ def reembed(g: Gallery, embedder: Any, *, batch: int = 64) -> Gallery:
         out.add_identity(name, new, identity_id=iid, created=created, updated=updated)
     out.dirty = True
     return out
+
+
+def migrate_file(gf: GalleryFile, embedder: Any) -> Gallery | None:
+    """Re-embed ``gf`` with ``embedder`` under its writer lock and save it (the previous
+    generation stays in the ``.bak`` file); None when it already uses that model."""
+    with WriterLock(gf.path, gf.lock_timeout):
+        g = gf.load()
+        if not needs_migration(g.model, ModelRef.of(embedder)):
+            return None
+        migrated = reembed(g, embedder)
+        gf.save(migrated)
+    return migrated
