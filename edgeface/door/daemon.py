@@ -127,7 +127,9 @@ class DoorDaemon:
                 cfg.daemon.drop_frames if cfg.daemon.drop_frames is not None else source.live
             )
         #: camera events and the stop flag, shared with the camera source (see door.inbox)
-        self.inbox = inbox or DoorInbox(actuator.lock)
+        self.inbox = inbox or DoorInbox()
+        if self.inbox.on_camera_lost is None:
+            self.inbox.on_camera_lost = actuator.lock
         self.stop_requested = self.inbox.stop
         self.feed = FrameFeed(source, drop_frames=drop_frames, stop=self.inbox.stop)
         self.stats = Stats()
