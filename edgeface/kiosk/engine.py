@@ -3,9 +3,9 @@
 Two threads, one camera: the *camera* thread keeps the newest frame (and, while someone
 watches the preview, its JPEG with the face boxes drawn), the *recognition* thread takes the
 newest frame whenever it is free and runs it through the shared pipeline
-(:class:`edgeface.recognition.FacePipeline`, or anything with the same ``analyze`` and
-``embedder``: a liveness check or a face tracker wraps the pipeline and plugs in here without
-the kiosk changing). So the preview runs at camera speed however slow recognition is, and
+(:class:`edgeface.recognition.FacePipeline`, or anything with the same ``analyze``,
+``choose`` and ``embedder``: a liveness check or a face tracker wraps the pipeline and plugs
+in here without the kiosk changing). So the preview runs at camera speed however slow recognition is, and
 recognition always sees where the person is *now*.
 
 Modes (one at a time, the kiosk has one camera and one screen):
