@@ -23,6 +23,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
 from edgeface.camera.base import CameraError, CameraEvent, EndOfStream, FrameSource
@@ -176,7 +177,7 @@ class DoorDaemon:
             **self._counters(),
         }
 
-    def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
+    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         self.actuator.lock()
         self.inbox.stop.set()
         if signum is not None:

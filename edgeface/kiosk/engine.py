@@ -5,8 +5,8 @@ watches the preview, its JPEG with the face boxes drawn), the *recognition* thre
 newest frame whenever it is free and runs it through the shared pipeline
 (:class:`edgeface.recognition.FacePipeline`, or anything with the same ``analyze``,
 ``choose`` and ``embedder``: a liveness check or a face tracker wraps the pipeline and plugs
-in here without the kiosk changing). So the preview runs at camera speed however slow recognition is, and
-recognition always sees where the person is *now*.
+in here without the kiosk changing). So the preview runs at camera speed however slow
+recognition is, and recognition always sees where the person is *now*.
 
 Modes (one at a time, the kiosk has one camera and one screen):
 
