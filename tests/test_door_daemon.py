@@ -370,3 +370,31 @@ def test_soak_10000_frames_without_memory_growth(tmp_path: Path) -> None:
     assert growth < 0.05, f"RSS grew {growth:.1%}"
     assert verify_files([rig.audit_path]).ok
     print(f"soak: {n} frames in {elapsed:.1f} s, RSS {start} KiB -> {rss_kib()} KiB")
+
+
+def test_build_daemon_wires_camera_and_daemon_through_one_inbox(tmp_path: Path) -> None:
+    """No cycle: the inbox is made first; the camera reports into it and stops on its flag."""
+    from edgeface.door.notify import Notifier
+    from edgeface.door.service import build_daemon
+
+    cfg = parse_config(
+        {
+            "camera": {"kind": "opencv", "device": str(tmp_path / "no-such-video")},
+            "actuator": {"kind": "file", "path": str(tmp_path / "relay")},
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+        }
+    )
+    daemon = build_daemon(
+        cfg, identifier=ScriptedIdentifier([NO_FACE]), notifier=Notifier(address="")
+    )
+    src = daemon.source
+    assert isinstance(src, ResilientSource)
+    assert src.on_event == daemon.inbox.camera_event and src.should_stop == daemon.inbox.stopping
+    daemon.actuator.open()
+    daemon.actuator.unlock(5.0)
+    src.on_event(CameraEvent.LOST, "unplugged")
+    assert read_relay_state(tmp_path / "relay") == "locked"  # at once, before the loop runs
+    daemon.request_stop()  # the camera's reconnect loop ends on the same flag
+    assert daemon.run() == 0
+    events = [json.loads(x)["event"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert events == ["start", "camera_lost", "stop"]
