@@ -78,6 +78,7 @@ def run_loop(frames, detector, pipeline, gallery, threshold, min_face, tmp):
     from edgeface.door.daemon import DoorDaemon
     from edgeface.door.pipeline_identifier import PipelineIdentifier
     from edgeface.door.scripted import FakeClock, ManualTimer
+    from edgeface.recognition import FacePipeline
 
     # the door's clock: a 10 fps camera (0.1 s a frame), whatever the frames cost here, so
     # that both modes see the same policy timing and their decisions can be compared
@@ -98,11 +99,9 @@ def run_loop(frames, detector, pipeline, gallery, threshold, min_face, tmp):
             return frames[self._index]
 
     ident = PipelineIdentifier(
-        detector=detector,
-        embedder=pipeline.embedder,
+        FacePipeline(detector, pipeline.embedder, min_face_size=min_face),
         gallery=gallery,
         threshold=threshold,
-        min_face_size=min_face,
     )
     lat: list[float] = []
     modes: list[str] = []

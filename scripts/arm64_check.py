@@ -155,6 +155,7 @@ def part_door(out: Path) -> dict:
     from edgeface.door.scripted import FakeClock, ManualTimer
     from edgeface.gallery.store import Gallery, ModelRef, Template
     from edgeface.imaging import load_image
+    from edgeface.recognition import FacePipeline
 
     emb = embedder("litert")
     det = detector(min_face=48)
@@ -179,7 +180,7 @@ def part_door(out: Path) -> dict:
         }
     )
     ident = PipelineIdentifier(
-        detector=det, embedder=emb, gallery=gallery, threshold=0.4, min_face_size=60
+        FacePipeline(det, emb, min_face_size=60), gallery=gallery, threshold=0.4
     )
     states = []
     inner = ident.identify

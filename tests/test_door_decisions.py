@@ -69,7 +69,8 @@ def test_far_and_threshold_still_work_and_exclude_each_other(tmp_path: Path) -> 
 
 
 def named(score: float = 0.8) -> Observation:
-    return Observation("id-alice", "Alice Example", score, 0.5, 0.99, 120.0)
+    """Alice, live (the door requires liveness by default)."""
+    return Observation("id-alice", "Alice Example", score, 0.5, 0.99, 120.0, 0.99, 0.5)
 
 
 class BrokenAudit(AuditLog):

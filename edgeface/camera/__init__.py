@@ -5,7 +5,14 @@ registered in :mod:`edgeface.camera.factory`, so adding a camera type never touc
 """
 
 from edgeface.camera.backoff import Backoff
-from edgeface.camera.base import CameraError, EndOfStream, Frame, FrameSource
+from edgeface.camera.base import (
+    CameraError,
+    CameraEvent,
+    CameraEventHook,
+    EndOfStream,
+    Frame,
+    FrameSource,
+)
 from edgeface.camera.factory import SOURCE_KINDS, open_source
 from edgeface.camera.resilient import ResilientSource
 
@@ -13,6 +20,8 @@ __all__ = [
     "SOURCE_KINDS",
     "Backoff",
     "CameraError",
+    "CameraEvent",
+    "CameraEventHook",
     "EndOfStream",
     "Frame",
     "FrameSource",

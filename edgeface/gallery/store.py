@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -53,6 +53,16 @@ CROP_SHAPE = (112, 112, 3)
 CROP_BYTES = int(np.prod(CROP_SHAPE))
 
 
+class ModelBound(Protocol):
+    """Anything bound to one embedding model (an Embedder): what :meth:`ModelRef.of` reads."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def model_sha256(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """Which embedding model made a template: its manifest id and the sha256 of its weights."""
@@ -64,7 +74,7 @@ class ModelRef:
         return f"{self.id} (sha256 {self.sha256[:12]})"
 
     @classmethod
-    def of(cls, embedder: Any) -> ModelRef:
+    def of(cls, embedder: ModelBound) -> ModelRef:
         """From anything with ``model_id`` and ``model_sha256`` (an Embedder)."""
         return cls(str(embedder.model_id), str(embedder.model_sha256))
 
