@@ -259,7 +259,7 @@ def bench_embedders(
 
     import numpy as np
 
-    from edgeface.backends import open_session
+    from edgeface.backends import backend_for_format, open_session
     from edgeface.embedder import Embedder
     from edgeface.errors import EdgefaceError
     from edgeface.modelstore import resolve_model
@@ -273,7 +273,7 @@ def bench_embedders(
     variants = [("float onnx", resolve_model("mobilefacenet-dyn"), "onnxruntime", "fp32")]
     for a in manifest.get("artifacts", []):
         if a.get("model") == "mobilefacenet":
-            backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
+            backend = backend_for_format(a["format"])
             variants.append((a["file"], art_dir / a["file"], backend, a["precision"]))
     crop = np.random.default_rng(0).integers(0, 255, (1, 112, 112, 3), dtype=np.uint8)
     rows: list[dict[str, object]] = []

@@ -21,12 +21,13 @@ import numpy as np
 from edgeface_tools.quantize.artifacts import MANIFEST_NAME
 from edgeface_tools.quantize.build import EMBEDDERS
 
+from edgeface.backends import format_backends
 from edgeface.errors import ConfigError, StorageError
 from edgeface.modelstore import resolve_model, sha256_file
 from edgeface.modelstore.manifest import get_entry
 
 Log = Callable[[str], None]
-BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
+BACKEND_OF_FORMAT = format_backends()  # from the backend registry
 
 #: issue 4 goals, relative to the float model
 GOALS = {
