@@ -171,8 +171,8 @@ def build_source(cfg: DoorConfig, daemon_hook: Any = None, **kw: Any) -> FrameSo
     return ResilientSource(
         inner,
         backoff=Backoff(
-            initial=float(cam.get("reconnect_initial_s", 0.5)),
-            maximum=float(cam.get("reconnect_max_s", 30.0)),
+            initial=cam.reconnect_initial_s,
+            maximum=cam.reconnect_max_s,
         ),
         on_event=daemon_hook,
     )

@@ -43,9 +43,10 @@ class OperatorConfig:
 
 
 def load_operator_config(path: str | Path) -> OperatorConfig:
-    from edgeface.door.config import Section, tomllib
+    from edgeface.door.config import tomllib
     from edgeface.errors import ConfigError
     from edgeface.fleet.config import load_mqtt_section
+    from edgeface.schema import Section
 
     p = Path(path)
     try:

@@ -17,23 +17,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgeface.camera.factory import validate_source_config
+from edgeface.camera.factory import CameraConfig, parse_camera
 from edgeface.door.config import (
     AuditConfig,
     GalleryConfig,
     LockoutConfig,
     PolicyConfig,
     RecognitionConfig,
-    Section,
     _gallery,
     _lockout,
     _policy,
     _recognition,
-    non_negative,
-    positive,
 )
 from edgeface.errors import ConfigError
 from edgeface.gallery.quality import QualityGates
+from edgeface.schema import Section, non_negative, positive
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,7 +94,7 @@ class EnrollConfig:
 
 @dataclass(frozen=True)
 class KioskConfig:
-    camera: dict[str, Any]
+    camera: CameraConfig
     server: ServerConfig = field(default_factory=ServerConfig)
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
@@ -245,10 +243,7 @@ def parse_config(
             raise ConfigError(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
     if "camera" not in raw:
         raise ConfigError('camera: required section (e.g. [camera] kind = "opencv")')
-    camera = Section(raw["camera"], "camera").raw
-    validate_source_config(camera, "camera")
-    if camera.get("kind") in ("images", "video") and "path" in camera:
-        camera["path"] = str(base / camera["path"])
+    camera = parse_camera(raw["camera"]).with_base(base)
     state = raw.get("state_dir", str(DEFAULT_STATE_DIR))
     if not isinstance(state, str) or not state:
         raise ConfigError(f"state_dir: expected a path, got {state!r}")

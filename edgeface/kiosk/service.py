@@ -60,8 +60,8 @@ def build_source(cfg: KioskConfig, on_event: Any = None) -> FrameSource:
     return ResilientSource(
         inner,
         backoff=Backoff(
-            initial=float(cfg.camera.get("reconnect_initial_s", 0.5)),
-            maximum=float(cfg.camera.get("reconnect_max_s", 30.0)),
+            initial=cfg.camera.reconnect_initial_s,
+            maximum=cfg.camera.reconnect_max_s,
         ),
         on_event=on_event,
     )
@@ -104,12 +104,12 @@ def build_engine(
 def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:
     """``edgeface kiosk --check``: config, models, gallery key and file, state directory,
     operator PIN, audit chain, one camera frame; one ``ok``/``FAIL`` line each."""
-    from edgeface.door.config import DoorConfig
+    from edgeface.door.config import ActuatorConfig, DoorConfig
     from edgeface.door.health import check_audit
 
     door_like = DoorConfig(
         camera=cfg.camera,
-        actuator={"kind": "dryrun"},
+        actuator=ActuatorConfig(kind="dryrun"),
         recognition=cfg.recognition,
         gallery=cfg.gallery,
         audit=cfg.audit,
