@@ -103,7 +103,10 @@ def main() -> None:
         row["size_bytes"] = path.stat().st_size
         rows.append(row)
         runnable.append(
-            (row, Embedder(session, preprocessing=prep, model_id=group, model_sha256=""))
+            (
+                row,
+                Embedder(session, preprocessing=prep, model_id=group, model_sha256="", flip=False),
+            )
         )
     embedders = [e for _, e in runnable]
     b1 = time_rounds(embedders, crops[:1], args.repeats)

@@ -18,6 +18,7 @@ from edgeface.door.actuator_config import ActuatorConfig, parse_actuator
 from edgeface.errors import ConfigError
 from edgeface.fleet.config import MqttConfig, parse_mqtt
 from edgeface.liveness.calibration import DEFAULT_TARGET_BPCER
+from edgeface.recognition.calibration import DEFAULT_FAR
 from edgeface.schema import Section, non_negative, positive, str_list, unit_interval
 
 if sys.version_info >= (3, 11):
@@ -62,7 +63,7 @@ class RecognitionConfig:
     """``target_fpir`` (default) scales the threshold with the gallery; ``far`` fixes a
     per-comparison FAR instead; ``threshold`` pins the cosine. At most one of the three."""
 
-    far: float = 1e-3
+    far: float = DEFAULT_FAR
     threshold: float | None = None
     target_fpir: float | None = DEFAULT_TARGET_FPIR
     select: str = "largest"

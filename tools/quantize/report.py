@@ -152,7 +152,7 @@ def embedder_report(
         log(f"embedder: {v.model} {v.name} ({v.path.name})")
         prep = get_entry(EMBEDDERS[v.model]).preprocessing
         session = open_session(v.path, v.backend, threads=threads)
-        emb = Embedder(session, preprocessing=prep, model_id=v.model, model_sha256="")
+        emb = Embedder(session, preprocessing=prep, model_id=v.model, model_sha256="", flip=False)
         e, _ = embed_crops(emb, aligned.crops)
         ref = refs.setdefault(v.model, e)  # the group's float model comes first
         cos = np.einsum("ij,ij->i", e, ref)
