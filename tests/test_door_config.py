@@ -132,3 +132,17 @@ def test_kiosk_camera_reconnect_is_checked_too(tmp_path: Path) -> None:
     camera = {"kind": "images", "path": "x", "reconnect_initial_s": 0}
     with pytest.raises(ConfigError, match=r"camera\.reconnect_initial_s: expected a positive"):
         parse_kiosk({"camera": camera}, base=tmp_path)
+
+
+def test_minimum_face_sizes_are_named_apart() -> None:
+    """Five "minimum face sizes" (issue 14), each defined once in edgeface.face_sizes."""
+    from edgeface import face_sizes as fs
+    from edgeface.detector import DetectorConfig
+    from edgeface.door.config import PolicyConfig
+    from edgeface.gallery.quality import QualityGates
+
+    assert DetectorConfig().min_face_size == fs.DETECTOR_MIN_FACE == 20.0
+    assert QualityGates().min_face_size == fs.ENROLL_MIN_FACE == 60.0
+    assert PolicyConfig().min_face_size == fs.POLICY_MIN_FACE == 80.0
+    assert PolicyConfig().detector_min_face_size == 64.0  # 0.8 x 80, as the door searches
+    assert PolicyConfig(min_face_size=10.0).detector_min_face_size == fs.SMALLEST_DETECTABLE

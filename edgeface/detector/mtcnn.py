@@ -31,6 +31,7 @@ from edgeface.detector.stages import (
     cascade_stages,
 )
 from edgeface.errors import ConfigError
+from edgeface.face_sizes import DETECTOR_MIN_FACE
 from edgeface.imaging import ensure_rgb_uint8
 from edgeface.modelstore import resolve_model
 from edgeface.types import Face
@@ -42,7 +43,8 @@ NETS = ("pnet", "rnet", "onet")
 class DetectorConfig:
     """Everything that changes what the cascade finds, with the published defaults."""
 
-    min_face_size: float = 20.0
+    #: smallest face the pyramid searches for (see :mod:`edgeface.face_sizes`)
+    min_face_size: float = DETECTOR_MIN_FACE
     scale_factor: float = 0.709
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     nms_pnet_scale: float = 0.5

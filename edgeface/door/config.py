@@ -16,6 +16,7 @@ from typing import Any
 from edgeface.camera.factory import CameraConfig, parse_camera
 from edgeface.door.actuator_config import ActuatorConfig, parse_actuator
 from edgeface.errors import ConfigError
+from edgeface.face_sizes import DOOR_SEARCH_SHARE, POLICY_MIN_FACE, detector_search_size
 from edgeface.fleet.config import MqttConfig, parse_mqtt
 from edgeface.liveness.calibration import DEFAULT_TARGET_BPCER
 from edgeface.recognition.calibration import DEFAULT_FAR
@@ -36,8 +37,14 @@ class PolicyConfig:
     window_s: float = 3.0
     unlock_s: float = 5.0
     cooldown_s: float = 2.0
-    min_face_size: float = 80.0
+    #: smallest face a frame counts with (see :mod:`edgeface.face_sizes`)
+    min_face_size: float = POLICY_MIN_FACE
     min_quality: float = 0.9
+
+    @property
+    def detector_min_face_size(self) -> float:
+        """The door detector's search minimum: a little below ``min_face_size``."""
+        return detector_search_size(self.min_face_size, DOOR_SEARCH_SHARE)
 
 
 @dataclass(frozen=True)
