@@ -25,6 +25,7 @@ import numpy as np
 
 from edgeface.embedder.mobilefacenet import DEFAULT_FLIP
 from edgeface.errors import ConfigError
+from edgeface.storage import atomic_write
 
 DEFAULT_FAR = 1e-3
 #: the FARs a calibration is written for: 1, 2 and 5 per decade down to 1e-6
@@ -109,7 +110,9 @@ class Calibration:
         return self.thresholds[key]
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        """Write the calibration atomically: a crash never leaves a half file a door reads."""
+        text = json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        atomic_write(path, text.encode("utf-8"), mode=0o644, what="calibration")
 
     @classmethod
     def from_scores(
