@@ -12,12 +12,12 @@ import cv2
 import numpy as np
 import pytest
 from conftest import SHARED
+from doubles import FakeClock
 
 from edgeface.camera import Backoff, CameraError, EndOfStream, ResilientSource, open_source
 from edgeface.camera.opencv import OpenCVSource, VideoFileSource, capture_api
 from edgeface.camera.picam import Picamera2Source
 from edgeface.camera.replay import ImageDirectorySource
-from edgeface.door.scripted import FakeClock
 from edgeface.errors import ConfigError
 
 LFW = SHARED / "data" / "lfw" / "images"

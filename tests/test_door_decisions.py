@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from doubles import FakeClock, ManualTimer, ScriptedIdentifier, stranger
 
 from edgeface.door.actuators import FailSecureActuator, FileRelayActuator, read_relay_state
 from edgeface.door.audit import AuditLog
@@ -17,7 +18,6 @@ from edgeface.door.config import parse_config
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.health import check_audit
 from edgeface.door.identify import Observation
-from edgeface.door.scripted import FakeClock, ManualTimer, ScriptedIdentifier, stranger
 from edgeface.door.threshold import ThresholdRule
 from edgeface.errors import ConfigError, StorageError
 from edgeface.recognition.calibration import Calibration, far_for_fpir
