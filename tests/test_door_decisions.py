@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 from doubles import FakeClock, ManualTimer, ScriptedIdentifier, stranger
 
 from edgeface.door.actuators import FailSecureActuator, FileRelayActuator, read_relay_state
@@ -22,7 +23,7 @@ from edgeface.door.threshold import ThresholdRule
 from edgeface.errors import ConfigError, StorageError
 from edgeface.recognition.calibration import Calibration, far_for_fpir
 
-LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw" / "images"
+LFW = SHARED / "data" / "lfw" / "images"
 FACES = sorted((LFW / "Colin_Powell").glob("*.jpg"))[:3]
 CAL = Calibration(
     "m",
