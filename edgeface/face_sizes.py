@@ -13,8 +13,8 @@ smallest to the largest default:
     A face must be at least this big to become a gallery template.
 ``POLICY_MIN_FACE`` (80) -- ``PolicyConfig.min_face_size``; door ``[policy] min_face_size``
     A door frame counts towards k-of-n only with a face this big (people at the door, not
-    passers-by in the background). The kiosk's ``[verify] min_face_size`` is the same knob
-    (default 60 there).
+    passers-by in the background). The kiosk's ``[verify] min_face_size`` is the same knob,
+    ``KIOSK_VERIFY_MIN_FACE`` (60) by default: a person stands closer to a screen.
 ``detector_search_size`` -- derived, not configured
     The door and the kiosk do not search for faces far below their gates: the door's detector
     searches down to ``DOOR_SEARCH_SHARE`` (0.8) x the policy minimum, the kiosk's down to
@@ -30,6 +30,7 @@ DETECTOR_MIN_FACE = 20.0
 PIPELINE_MIN_FACE = 24.0
 ENROLL_MIN_FACE = 60.0
 POLICY_MIN_FACE = 80.0
+KIOSK_VERIFY_MIN_FACE = 60.0
 
 #: the door's detector searches down to this share of ``[policy] min_face_size``
 DOOR_SEARCH_SHARE = 0.8

@@ -30,6 +30,7 @@ from edgeface.door.config import (
     _recognition,
 )
 from edgeface.errors import ConfigError
+from edgeface.face_sizes import KIOSK_VERIFY_MIN_FACE
 from edgeface.gallery.quality import QualityGates
 from edgeface.schema import Section, non_negative, positive
 
@@ -61,10 +62,9 @@ class ServerConfig:
 class VerifyConfig:
     """The door's k-of-n policy, plus how long "Welcome" / "Not recognized" stays up."""
 
+    #: the door's defaults except a shorter result and a nearer face (a person at a screen)
     policy: PolicyConfig = field(
-        default_factory=lambda: PolicyConfig(
-            k=3, n=5, window_s=3.0, unlock_s=3.0, cooldown_s=2.0, min_face_size=60.0
-        )
+        default_factory=lambda: PolicyConfig(unlock_s=3.0, min_face_size=KIOSK_VERIFY_MIN_FACE)
     )
     result_s: float = 3.0
 
@@ -75,10 +75,9 @@ class OperatorConfig:
 
     idle_timeout_s: float = 60.0
     pin_min_digits: int = 6
+    #: stricter than the door's face lockout: 3 wrong PINs in 5 minutes
     lockout: LockoutConfig = field(
-        default_factory=lambda: LockoutConfig(
-            failures=3, window_s=300.0, pause_s=30.0, max_pause_s=960.0, global_failures=3
-        )
+        default_factory=lambda: LockoutConfig(failures=3, window_s=300.0, global_failures=3)
     )
 
 
