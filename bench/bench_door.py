@@ -77,7 +77,9 @@ def run_loop(frames, detector, pipeline, gallery, threshold, min_face, tmp):
     from edgeface.door.config import parse_config
     from edgeface.door.daemon import DoorDaemon
     from edgeface.door.pipeline_identifier import PipelineIdentifier
-    from edgeface.door.scripted import FakeClock, ManualTimer
+
+    sys.path.insert(0, str(REPO / "tests"))  # the door's test doubles live with the tests
+    from doubles import FakeClock, ManualTimer
     from edgeface.recognition import FacePipeline
 
     # the door's clock: a 10 fps camera (0.1 s a frame), whatever the frames cost here, so

@@ -152,7 +152,10 @@ def part_door(out: Path) -> dict:
     from edgeface.door.config import parse_config
     from edgeface.door.daemon import DoorDaemon
     from edgeface.door.pipeline_identifier import PipelineIdentifier
-    from edgeface.door.scripted import FakeClock, ManualTimer
+
+    sys.path.insert(0, str(REPO / "tests"))  # the door's test doubles live with the tests
+    from doubles import FakeClock, ManualTimer
+
     from edgeface.gallery.store import Gallery, ModelRef, Template
     from edgeface.imaging import load_image
     from edgeface.recognition import FacePipeline

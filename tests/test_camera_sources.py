@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import SHARED
+from doubles import FakeClock
 
 from edgeface.camera import (
     Backoff,
@@ -24,7 +25,6 @@ from edgeface.camera import (
 from edgeface.camera.opencv import OpenCVSource, VideoFileSource, capture_api
 from edgeface.camera.picam import Picamera2Source
 from edgeface.camera.replay import ImageDirectorySource
-from edgeface.door.scripted import FakeClock
 from edgeface.errors import ConfigError
 
 LFW = SHARED / "data" / "lfw" / "images"

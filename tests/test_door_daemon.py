@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SHARED
+from doubles import FakeClock, ManualTimer, ScriptedIdentifier, enrolled, stranger
 
 from edgeface.camera.backoff import Backoff
 from edgeface.camera.base import CameraError, CameraEvent, EndOfStream, FrameSource
@@ -27,12 +28,13 @@ from edgeface.door.config import parse_config
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.identify import Observation
 from edgeface.door.inbox import DoorInbox
-from edgeface.door.scripted import FakeClock, ManualTimer, ScriptedIdentifier, enrolled, stranger
 from edgeface.errors import ModelError
 from edgeface.imaging import load_image
 
 LFW = SHARED / "data" / "lfw" / "images"
 FACES = sorted((LFW / "Colin_Powell").glob("*.jpg"))[:3]
+#: the real daemon with a scripted identifier, as its own process (see tests/scripted_door.py)
+SCRIPTED_DOOR = Path(__file__).resolve().parent / "scripted_door.py"
 ALICE, X = enrolled(), stranger()
 NO_FACE = Observation.no_face(0.5)
 
@@ -293,7 +295,7 @@ max_fps = 10
 
 def start_daemon(cfg: Path, script: str = "enrolled") -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "edgeface.door.scripted", "--config", str(cfg), "--script", script],
+        [sys.executable, str(SCRIPTED_DOOR), "--config", str(cfg), "--script", script],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from doubles import FakeClock, ManualTimer
 
 from edgeface.camera.base import EndOfStream, FrameSource
 from edgeface.door.actuators import FailSecureActuator, FileRelayActuator, read_relay_state
@@ -21,7 +22,6 @@ from edgeface.door.audit import AuditLog, verify_files
 from edgeface.door.config import parse_config
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.pipeline_identifier import PipelineIdentifier
-from edgeface.door.scripted import FakeClock, ManualTimer
 from edgeface.imaging import load_image
 from edgeface.recognition import FacePipeline
 

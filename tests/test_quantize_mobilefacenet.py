@@ -78,7 +78,9 @@ def test_faces(lfw_dir: Path, detector) -> np.ndarray:
 def _embedder(path: Path, backend: str) -> Embedder:
     session = open_session(path, backend, threads=2)
     prep = get_entry("mobilefacenet-dyn").preprocessing
-    return Embedder(session, preprocessing=prep, model_id="mobilefacenet", model_sha256="")
+    return Embedder(
+        session, preprocessing=prep, model_id="mobilefacenet", model_sha256="", flip=False
+    )
 
 
 def test_calibration_set_is_real_aligned_faces_and_cached(built, calib_dir: Path) -> None:

@@ -341,10 +341,10 @@ class AuditLog:
     def _write_head(self) -> None:
         if self.first_hash is None:
             return
-        from edgeface.gallery.durable import atomic_write
+        from edgeface.storage import atomic_write
 
         head = Head(self.seq, self.head, self.first_seq, self.first_hash).signed(self.key)
-        atomic_write(self.head_path, head.encode(), backup=False)
+        atomic_write(self.head_path, head.encode(), what="audit head")
 
     def _rotate_file(self) -> None:
         olds = rotated_files(self.path)

@@ -176,8 +176,8 @@ def build_source(cfg: DoorConfig, inbox: DoorInbox | None = None, **kw: Any) -> 
     return ResilientSource(
         inner,
         backoff=Backoff(
-            initial=float(cam.get("reconnect_initial_s", 0.5)),
-            maximum=float(cam.get("reconnect_max_s", 30.0)),
+            initial=cam.reconnect_initial_s,
+            maximum=cam.reconnect_max_s,
         ),
         on_event=inbox.camera_event if inbox is not None else None,
         should_stop=inbox.stopping if inbox is not None else lambda: False,

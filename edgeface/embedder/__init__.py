@@ -1,5 +1,5 @@
 """Face embeddings: MobileFaceNet behind any inference backend."""
 
-from edgeface.embedder.mobilefacenet import Embedder, EmbedderConfig
+from edgeface.embedder.mobilefacenet import DEFAULT_FLIP, Embedder, EmbedderConfig
 
-__all__ = ["Embedder", "EmbedderConfig"]
+__all__ = ["DEFAULT_FLIP", "Embedder", "EmbedderConfig"]

@@ -15,6 +15,7 @@ from edgeface.camera import Backoff, FrameSource, ResilientSource, open_source
 from edgeface.door.audit import AuditLog
 from edgeface.door.health import CheckResult, _check, check_camera, check_models
 from edgeface.errors import ConfigError, EdgefaceError
+from edgeface.face_sizes import DETECTOR_MIN_FACE, KIOSK_SEARCH_SHARE, detector_search_size
 from edgeface.kiosk.config import KioskConfig
 from edgeface.kiosk.engine import KioskEngine
 from edgeface.kiosk.secrets_store import PinStore, ensure_private_dir
@@ -38,17 +39,16 @@ def build_pipeline(cfg: KioskConfig) -> Any:
 
     rc = cfg.recognition
     smallest = min(cfg.verify.policy.min_face_size, cfg.enroll.gates.min_face_size)
+    search = detector_search_size(smallest, KIOSK_SEARCH_SHARE, floor=DETECTOR_MIN_FACE)
     return FacePipeline.from_config(
         PipelineConfig(
-            detector=DetectorConfig(
-                min_face_size=max(20.0, 0.6 * smallest), backend=rc.detector_backend
-            ),
+            detector=DetectorConfig(min_face_size=search, backend=rc.detector_backend),
             embedder=EmbedderConfig(
                 model=rc.embedder_model,
                 path=str(rc.embedder_path) if rc.embedder_path else None,
             ),
             select=rc.select,  # type: ignore[arg-type]
-            min_face_size=max(20.0, 0.6 * smallest),
+            min_face_size=search,
         )
     )
 
@@ -60,8 +60,8 @@ def build_source(cfg: KioskConfig, on_event: Any = None) -> FrameSource:
     return ResilientSource(
         inner,
         backoff=Backoff(
-            initial=float(cfg.camera.get("reconnect_initial_s", 0.5)),
-            maximum=float(cfg.camera.get("reconnect_max_s", 30.0)),
+            initial=cfg.camera.reconnect_initial_s,
+            maximum=cfg.camera.reconnect_max_s,
         ),
         on_event=on_event,
     )
@@ -104,12 +104,12 @@ def build_engine(
 def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:
     """``edgeface kiosk --check``: config, models, gallery key and file, state directory,
     operator PIN, audit chain, one camera frame; one ``ok``/``FAIL`` line each."""
-    from edgeface.door.config import DoorConfig
+    from edgeface.door.config import ActuatorConfig, DoorConfig
     from edgeface.door.health import check_audit
 
     door_like = DoorConfig(
         camera=cfg.camera,
-        actuator={"kind": "dryrun"},
+        actuator=ActuatorConfig(kind="dryrun"),
         recognition=cfg.recognition,
         gallery=cfg.gallery,
         audit=cfg.audit,

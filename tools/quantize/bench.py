@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.backends import open_session
+from edgeface.backends import backend_for_format, open_session
 from edgeface.embedder import Embedder
 from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.modelstore import resolve_model
@@ -37,7 +37,7 @@ def bench_embedders(
     variants = [("float onnx", resolve_model("mobilefacenet-dyn"), "onnxruntime", "fp32")]
     for a in manifest.get("artifacts", []):
         if a.get("model") == "mobilefacenet":
-            backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
+            backend = backend_for_format(a["format"])
             variants.append((a["file"], art_dir / a["file"], backend, a["precision"]))
     crop = np.random.default_rng(0).integers(0, 255, (1, 112, 112, 3), dtype=np.uint8)
     rows: list[dict[str, object]] = []
@@ -47,7 +47,9 @@ def bench_embedders(
         except EdgefaceError as exc:  # e.g. no LiteRT on this device
             rows.append({"variant": name, "backend": backend, "error": str(exc)})
             continue
-        emb = Embedder(session, preprocessing=prep, model_id="mobilefacenet", model_sha256="")
+        emb = Embedder(
+            session, preprocessing=prep, model_id="mobilefacenet", model_sha256="", flip=False
+        )  # one forward pass per face: the time of one crop
         for _ in range(5):
             emb.embed(crop)
         t0 = time.perf_counter()
