@@ -80,6 +80,7 @@ def run_loop(frames, detector, pipeline, gallery, threshold, min_face, tmp):
 
     sys.path.insert(0, str(REPO / "tests"))  # the door's test doubles live with the tests
     from doubles import FakeClock, ManualTimer
+
     from edgeface.recognition import FacePipeline
 
     # the door's clock: a 10 fps camera (0.1 s a frame), whatever the frames cost here, so

@@ -49,7 +49,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, lfw_people, p
         r = pipeline.best_face(load_image(sorted(person.glob("*.jpg"))[0]))
         if r is not None:
             cal_faces.append(r.crop)
-    e8 = Embedder.from_config(EmbedderConfig(path=str(int8)))
+    e8 = Embedder.from_config(EmbedderConfig(model="mobilefacenet-dyn", path=str(int8)))
     emb = e8.embed(np.stack(cal_faces))
     iu = np.triu_indices(len(emb), 1)
     Calibration.from_scores(
@@ -60,7 +60,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, lfw_people, p
     b1 = float_bundle(d / "float.efb", private, 1)
     b2 = d / "int8.efb"
     spec = BuildSpec(
-        name="door-int8", version=2, embedder=int8, calibration=calibration_beside(int8)
+        name="door-int8",
+        version=2,
+        embedder=int8,
+        calibration=calibration_beside(int8),
+        embedder_model="mobilefacenet-dyn",
     )
     build(spec, private, b2)
     key_path = d / "gallery.key"
@@ -89,7 +93,8 @@ def _recognized(w: SimpleNamespace, gallery_path: Path, embedder_path: Path | No
         p = w.pipeline
     else:
         cfg = PipelineConfig(
-            detector=DetectorConfig(workers=1), embedder=EmbedderConfig(path=str(embedder_path))
+            detector=DetectorConfig(workers=1),
+            embedder=EmbedderConfig(model="mobilefacenet-dyn", path=str(embedder_path)),
         )
         p = FacePipeline.from_config(cfg)
     g.check_model(ModelRef.of(p.embedder))
@@ -146,18 +151,21 @@ def test_install_migrates_and_rollback_restores(world: SimpleNamespace, tmp_path
     assert back.model == old.model and back.fingerprint() == old.fingerprint()
 
 
+MFN = ["--model", "mobilefacenet-dyn"]  # the INT8 file is a MobileFaceNet
+
+
 @pytest.mark.slow
 def test_gallery_migrate_cli(world: SimpleNamespace, tmp_path: Path, capsys) -> None:
     w = world
     g = tmp_path / "g.efg"
     shutil.copyfile(w.gallery, g)
     common = ["--gallery", str(g), "--key-file", str(w.key_path)]
-    assert main(["gallery", "migrate", *common, "--embedder", str(w.int8)]) == 0
+    assert main(["gallery", "migrate", *common, "--embedder", str(w.int8), *MFN]) == 0
     assert "re-embedded" in capsys.readouterr().out
     gf = GalleryFile(g, load_key_file(w.key_path))
     assert gf.load().model.sha256 == sha256_file(w.int8)
     assert gf.load_backup().model == ModelRef.of(w.pipeline.embedder)  # previous generation
-    assert main(["gallery", "migrate", *common, "--embedder", str(w.int8)]) == 0
+    assert main(["gallery", "migrate", *common, "--embedder", str(w.int8), *MFN]) == 0
     assert "nothing to do" in capsys.readouterr().out
 
 

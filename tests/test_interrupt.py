@@ -106,7 +106,8 @@ def test_ctrl_c_on_the_door_exits_130_quietly_with_the_relay_locked(door_config:
 def test_ctrl_c_during_detection_exits_130_without_helper_tracebacks(
     lfw_dir: Path, tmp_path: Path
 ) -> None:
-    photos = sorted((lfw_dir / "images" / "George_HW_Bush").glob("*.jpg")) * 40
+    # far more photos than the 4 s before Ctrl-C can get through (about 6 ms each, idle)
+    photos = sorted((lfw_dir / "images" / "George_HW_Bush").glob("*.jpg")) * 600
     # detect many photos; "ready" once the process (and its helper) has run for a while
     t0 = time.monotonic()
     code, err, left = _interrupt(

@@ -27,6 +27,7 @@ from edgeface.backends.registry import get_backend
 from edgeface.bundle import envelope, keys, selftest
 from edgeface.bundle.errors import BundleError
 from edgeface.bundle.manifest import MANIFEST_FORMAT, parse
+from edgeface.embedder.model import DEFAULT_EMBEDDER
 from edgeface.modelstore import resolve_model, sha256_file
 from edgeface.modelstore.manifest import get_entry
 
@@ -42,7 +43,7 @@ class BuildSpec:
     version: int
     embedder: Path
     calibration: Path
-    embedder_model: str = "mobilefacenet-dyn"
+    embedder_model: str = DEFAULT_EMBEDDER
     backend: str = "onnxruntime"
     detector_backend: str = "numpy"
     report: Path | None = None

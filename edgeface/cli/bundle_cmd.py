@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeface.cli.bundle_device_cmd import DEFAULT_TRUSTED_KEYS, register_device
+from edgeface.embedder.model import DEFAULT_EMBEDDER
 from edgeface.errors import ConfigError
 
 
@@ -67,7 +68,11 @@ def _register_build(bsub: argparse._SubParsersAction) -> None:
         type=Path,
         help="the embedder's own calibration (default: EMBEDDER.calibration.json)",
     )
-    a.add_argument("--embedder-model", default="mobilefacenet-dyn", help="its manifest entry")
+    a.add_argument(
+        "--embedder-model",
+        default=DEFAULT_EMBEDDER,
+        help=f"its manifest entry (default {DEFAULT_EMBEDDER})",
+    )
     a.add_argument("--backend", default="onnxruntime", help="embedder backend on the device")
     a.add_argument("--detector-backend", default="numpy", choices=("numpy", "onnxruntime"))
     a.add_argument("--report", type=Path, help="accuracy report (quantize report JSON)")

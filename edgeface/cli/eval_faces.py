@@ -89,9 +89,12 @@ def detector_config(args: argparse.Namespace) -> DetectorConfig:
     folder = getattr(args, "detector_models", None)
     if not folder:
         raise ConfigError(f"--detector-backend {backend} needs --detector-models DIR")
-    ext = {"onnxruntime": "onnx", "litert": "tflite"}.get(backend)
+    from edgeface.backends import BACKENDS
+
+    ext = BACKENDS[backend].file_format if backend in BACKENDS else None
     if ext is None:
-        raise ConfigError(f"--detector-backend: numpy, onnxruntime or litert, got {backend!r}")
+        known = ", ".join(sorted(BACKENDS))
+        raise ConfigError(f"--detector-backend: one of {known}, got {backend!r}")
     models = {
         net: str(Path(folder) / f"mtcnn-{net}-{args.detector_precision}.{ext}")
         for net in ("pnet", "rnet", "onet")

@@ -73,9 +73,10 @@ def parse_models(specs: list[str] | None) -> list[tuple[str, tuple[str, ...] | N
 
 
 def _checker(paths: tuple[str, ...] | None, threads: int) -> Any:
+    from edgeface.backends import backend_for_format
     from edgeface.liveness import LivenessChecker, LivenessConfig
 
-    backend = "litert" if paths and paths[0].endswith(".tflite") else "onnxruntime"
+    backend = backend_for_format(Path(paths[0]).suffix.lstrip(".")) if paths else "onnxruntime"
     # threshold 0.5 only to build without a calibration: thresholds are measured below
     cfg = LivenessConfig(paths=paths, backend=backend, threshold=0.5,
                          session_options={"threads": threads})  # fmt: skip

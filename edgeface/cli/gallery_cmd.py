@@ -22,16 +22,17 @@ from pathlib import Path
 from edgeface.cli.gallery_admin_cmd import register_admin
 from edgeface.cli.gallery_enroll_cmd import register_enroll
 from edgeface.cli.gallery_options import (
-    DEFAULT_FAR,
     add_common,
     gallery_file,
     key_from_args,
     open_pipeline,
     print_json,
 )
+from edgeface.embedder.model import DEFAULT_EMBEDDER
 from edgeface.errors import ConfigError, NoFaceError
 from edgeface.gallery import GalleryError, ModelRef
 from edgeface.gallery.keysource import default_gallery_path
+from edgeface.recognition.calibration import DEFAULT_FAR
 
 __all__ = ["key_from_args", "register"]
 
@@ -84,8 +85,8 @@ def _register_settings_migrate(gsub: argparse._SubParsersAction) -> None:
     a.add_argument("--embedder", required=True, type=Path, help="the new embedder model file")
     a.add_argument(
         "--model",
-        default="mobilefacenet-dyn",
-        help="manifest entry whose preprocessing the file uses (mobilefacenet-dyn)",
+        default=DEFAULT_EMBEDDER,
+        help=f"manifest entry whose preprocessing the file uses (default {DEFAULT_EMBEDDER})",
     )
     a.add_argument("--backend", default="onnxruntime")
     a.add_argument("--no-flip", action="store_true", help="the runtime embeds without flip")
@@ -190,14 +191,13 @@ def _identify(args: argparse.Namespace) -> int:
             "; consider a smaller --far",
             file=sys.stderr,
         )
-    faces = pipeline.analyze(image)
+    if args.all_faces:
+        faces = pipeline.analyze(image)
+    else:  # the one recognition path: size filter, then --select, then align + embed
+        best = pipeline.find(image, args.select).best
+        faces = [best] if best is not None else []
     if not faces:
         raise NoFaceError(f"{args.image}: no face found")
-    if not args.all_faces:
-        from edgeface.recognition.pipeline import select_face
-
-        chosen = select_face([r.face for r in faces], image.shape, args.select)
-        faces = [r for r in faces if r.face is chosen]
     from edgeface.cli.liveness_opts import liveness_checker, refuse_spoof
 
     checker = liveness_checker(args)

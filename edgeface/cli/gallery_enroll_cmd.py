@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeface.cli.gallery_options import (
-    DEFAULT_FAR,
     add_common,
     gallery_file,
     open_pipeline,
@@ -23,6 +22,7 @@ from edgeface.cli.options import add_progress_option, progress
 from edgeface.errors import ConfigError, NoFaceError
 from edgeface.gallery import Gallery, ModelRef
 from edgeface.gallery.enrollment import EnrollPolicy, NameTaken, commit_plans, dry_run
+from edgeface.recognition.calibration import DEFAULT_FAR
 
 if TYPE_CHECKING:
     from edgeface.gallery.enroll import Enroller, EnrollmentPlan

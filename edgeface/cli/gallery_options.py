@@ -20,8 +20,6 @@ from edgeface.gallery.keysource import KeyChoice, default_gallery_path, resolve_
 if TYPE_CHECKING:
     from edgeface.recognition import FacePipeline
 
-DEFAULT_FAR = 1e-3
-
 
 def default_pipeline() -> FacePipeline:
     from edgeface.recognition import FacePipeline

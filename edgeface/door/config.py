@@ -15,6 +15,7 @@ from typing import Any
 
 from edgeface.camera.factory import CameraConfig, parse_camera
 from edgeface.door.actuator_config import ActuatorConfig, parse_actuator
+from edgeface.embedder.model import DEFAULT_EMBEDDER
 from edgeface.errors import ConfigError
 from edgeface.face_sizes import DOOR_SEARCH_SHARE, POLICY_MIN_FACE, detector_search_size
 from edgeface.fleet.config import MqttConfig, parse_mqtt
@@ -76,8 +77,8 @@ class RecognitionConfig:
     select: str = "largest"
     max_fps: float = 5.0
     #: manifest names whose sha256 ``--check`` verifies
-    models: tuple[str, ...] = ("mtcnn", "edgeface-xs")
-    embedder_model: str = "edgeface-xs"
+    models: tuple[str, ...] = ("mtcnn", DEFAULT_EMBEDDER)
+    embedder_model: str = DEFAULT_EMBEDDER
     #: explicit embedder file (e.g. the INT8 model); its manifest entry is ``embedder_model``
     embedder_path: Path | None = None
     detector_backend: str = "numpy"

@@ -92,9 +92,7 @@ def build_identifier(cfg: DoorConfig) -> tuple[PipelineIdentifier, LiveGallery]:
     if cfg.gallery.path is None:
         raise ConfigError("gallery.path: required to run the door")
     rc = cfg.recognition
-    # Faces below the policy's minimum are ignored anyway; not searching for them shrinks the
-    # MTCNN image pyramid, which is most of the per-frame cost.
-    min_detect = max(12.0, 0.8 * cfg.policy.min_face_size)
+    min_detect = cfg.policy.detector_min_face_size  # see edgeface.face_sizes
     pipeline = FacePipeline.from_config(
         PipelineConfig(
             detector=DetectorConfig(

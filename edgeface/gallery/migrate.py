@@ -76,7 +76,7 @@ def reembed(g: Gallery, embedder: CropEmbedder, *, batch: int = 64) -> Gallery:
     return out
 
 
-def migrate_file(gf: GalleryFile, embedder: Any) -> Gallery | None:
+def migrate_file(gf: GalleryFile, embedder: CropEmbedder) -> Gallery | None:
     """Re-embed ``gf`` with ``embedder`` under its writer lock and save it (the previous
     generation stays in the ``.bak`` file); None when it already uses that model."""
     with WriterLock(gf.path, gf.lock_timeout):

@@ -38,7 +38,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from edgeface.camera.backoff import Backoff
 from edgeface.camera.base import CameraError, CameraEvent, EndOfStream, FrameSource
+from edgeface.camera.resilient import ResilientSource
 from edgeface.door.audit import AuditLog
 from edgeface.door.identify import Observation
 from edgeface.door.lockout import Lockout
@@ -119,11 +121,20 @@ class KioskEngine:
         threshold: float,
         clock: Callable[[], float] = time.monotonic,
         watchdog: Callable[[], object] = lambda: None,
+        reconnect: Backoff | None = None,
     ) -> None:
         self.cfg = cfg
         #: fed from the recognition loop (systemd's WatchdogSec=): a hung loop gets restarted
         self.watchdog = watchdog
+        self._stop = threading.Event()
         self.source = source
+        if reconnect is not None and source.live:  # a live camera retries with backoff
+            self.source = ResilientSource(
+                source,
+                backoff=reconnect,
+                on_event=self.on_camera_event,
+                should_stop=self._stop.is_set,
+            )
         self.pipeline = pipeline
         self.gallery_file = gallery_file
         self.audit = audit
@@ -138,7 +149,6 @@ class KioskEngine:
         self._min_interval = 1.0 / cfg.recognition.max_fps
         self._state = threading.Lock()
         self._frames = threading.Condition()
-        self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # camera side
         self._frame: np.ndarray | None = None

@@ -11,7 +11,7 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from edgeface.camera import Backoff, FrameSource, ResilientSource, open_source
+from edgeface.camera import Backoff, FrameSource, open_source
 from edgeface.door.audit import AuditLog
 from edgeface.door.health import CheckResult, _check, check_camera, check_models
 from edgeface.errors import ConfigError, EdgefaceError
@@ -53,18 +53,9 @@ def build_pipeline(cfg: KioskConfig) -> Any:
     )
 
 
-def build_source(cfg: KioskConfig, on_event: Any = None) -> FrameSource:
-    inner = open_source(cfg.camera)
-    if not inner.live:
-        return inner
-    return ResilientSource(
-        inner,
-        backoff=Backoff(
-            initial=cfg.camera.reconnect_initial_s,
-            maximum=cfg.camera.reconnect_max_s,
-        ),
-        on_event=on_event,
-    )
+def reconnect_backoff(cfg: KioskConfig) -> Backoff:
+    """How a lost live camera is retried (``[camera] reconnect_*``)."""
+    return Backoff(initial=cfg.camera.reconnect_initial_s, maximum=cfg.camera.reconnect_max_s)
 
 
 def open_gallery(cfg: KioskConfig, pipeline: Any) -> Any:
@@ -82,23 +73,33 @@ def open_gallery(cfg: KioskConfig, pipeline: Any) -> Any:
 
 
 def build_engine(
-    cfg: KioskConfig, *, source: FrameSource | None = None, pipeline: Any = None
+    cfg: KioskConfig,
+    *,
+    source: FrameSource | None = None,
+    pipeline: Any = None,
+    reconnect: Backoff | None = None,
 ) -> KioskEngine:
+    """The kiosk's engine. A camera opened here from ``[camera]`` reconnects by itself with
+    the configured backoff; a ``source`` handed in (tests, benchmarks) is used as is unless
+    ``reconnect`` is given. The engine wraps the camera itself, so camera events and the
+    stop flag need no back-reference."""
     ensure_private_dir(cfg.state_dir)
     pipeline = pipeline or build_pipeline(cfg)
     rc = cfg.recognition
     threshold = rc.threshold if rc.threshold is not None else pipeline.threshold(far=rc.far)
     gf = open_gallery(cfg, pipeline)
     audit = AuditLog(cfg.audit.path, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep)
-    hooks: list[Any] = []
-    src = source or build_source(cfg, lambda event, detail: [h(event, detail) for h in hooks])
-    engine = KioskEngine(
-        cfg, source=src, pipeline=pipeline, gallery_file=gf, audit=audit, threshold=threshold
+    if source is None:
+        source, reconnect = open_source(cfg.camera), reconnect or reconnect_backoff(cfg)
+    return KioskEngine(
+        cfg,
+        source=source,
+        pipeline=pipeline,
+        gallery_file=gf,
+        audit=audit,
+        threshold=threshold,
+        reconnect=reconnect,
     )
-    hooks.append(engine.on_camera_event)
-    if isinstance(src, ResilientSource) and source is None:
-        src.should_stop = lambda: engine.stopping
-    return engine
 
 
 def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:

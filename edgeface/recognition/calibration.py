@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.embedder.mobilefacenet import DEFAULT_FLIP
+from edgeface.embedder.model import DEFAULT_FLIP
 from edgeface.errors import ConfigError
 from edgeface.storage import atomic_write
 

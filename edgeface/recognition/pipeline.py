@@ -33,6 +33,7 @@ from edgeface.aligner import align_face
 from edgeface.detector import DetectorConfig, MTCNNDetector
 from edgeface.embedder import Embedder, EmbedderConfig
 from edgeface.errors import ConfigError
+from edgeface.face_sizes import PIPELINE_MIN_FACE
 from edgeface.gallery.matching import Matcher
 from edgeface.recognition.calibration import (
     DEFAULT_FAR,
@@ -79,7 +80,7 @@ class PipelineConfig:
     #: path of a calibration file; default: the one shipped for the embedding model
     calibration: str | None = None
     #: smallest face (box side, px) that is recognized; smaller ones count as no face
-    min_face_size: float = 24.0
+    min_face_size: float = PIPELINE_MIN_FACE
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ class FacePipeline:
         calibration: Calibration | None = None,
         *,
         select: Selection = "largest",
-        min_face_size: float = 24.0,
+        min_face_size: float = PIPELINE_MIN_FACE,
     ) -> None:
         self.detector = detector
         self.embedder = embedder

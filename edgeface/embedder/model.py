@@ -20,6 +20,8 @@ from edgeface.modelstore import resolve_model, sha256_file
 from edgeface.modelstore.manifest import get_entry
 
 INPUT_SIZE = 112
+#: the manifest entry of the default embedding model (README "Embedders on pose": why)
+DEFAULT_EMBEDDER = "edgeface-xs"
 #: embed the mirrored crop too and average (+0.3 points LFW accuracy for twice the cost).
 #: The runtime (door, kiosk, verify, the packaged calibrations) runs with flip, so every
 #: flip default (EmbedderConfig, Embedder, Calibration, load_calibration) is this one.
@@ -33,7 +35,7 @@ class EmbedderConfig:
     #: manifest entry whose preprocessing and embedding space apply. EdgeFace-XS by default:
     #: CFP-FP dev 93.6 % vs MobileFaceNet's 85 % (pose), README "Accuracy"; MobileFaceNet
     #: stays selectable ("mobilefacenet-dyn": the smallest model, all-convolutional)
-    model: str = "edgeface-xs"
+    model: str = DEFAULT_EMBEDDER
     #: explicit model file (e.g. an INT8 artifact); defaults to the manifest file
     path: str | None = None
     backend: str = "onnxruntime"
