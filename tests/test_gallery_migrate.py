@@ -32,10 +32,16 @@ PEOPLE = 16
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, lfw_people, pipeline):
-    """Keys, the INT8 embedder with a calibration of its own, float and INT8 bundles, and a
-    crop-keeping gallery of 16 LFW people enrolled with the float embedder."""
+def world(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, lfw_people):
+    """Keys, the INT8 MobileFaceNet with a calibration of its own, float and INT8 MobileFaceNet
+    bundles, and a crop-keeping gallery of 16 LFW people enrolled with the float MobileFaceNet
+    (the float bundle's embedder; the default embedder is another model)."""
     d = tmp_path_factory.mktemp("migrate")
+    pipeline = FacePipeline.from_config(
+        PipelineConfig(
+            detector=DetectorConfig(workers=1), embedder=EmbedderConfig(model="mobilefacenet-dyn")
+        )
+    )
     env_cache = os.environ.get("EDGEFACE_TEST_CACHE")
     cache = Path(env_cache) / "17" if env_cache else d / "cache"
     int8_src = int8_embedder(cache, lfw_dir)
@@ -123,7 +129,7 @@ def test_install_migrates_and_rollback_restores(world: SimpleNamespace, tmp_path
         f'[camera]\nkind = "images"\npath = "{tmp_path}"\n[actuator]\nkind = "dryrun"\n'
         f'[audit]\npath = "{tmp_path / "audit" / "door.jsonl"}"\n'
         f'[recognition]\nembedder_path = "{root / "current/models/embedder.onnx"}"\n'
-        f'models = ["mtcnn"]\n'
+        f'embedder_model = "mobilefacenet-dyn"\nmodels = ["mtcnn"]\n'
         f'[gallery]\npath = "{root / "current/gallery.efg"}"\nkey_file = "{w.key_path}"\n'
     )
     check = [sys.executable, "-m", "edgeface.cli.main", "door", "--check", "--no-camera",

@@ -34,7 +34,6 @@ from edgeface.detector import DetectorConfig, MTCNNDetector
 from edgeface.embedder import Embedder, EmbedderConfig
 from edgeface.errors import ConfigError
 from edgeface.face_sizes import PIPELINE_MIN_FACE
-from edgeface.gallery.matching import Matcher
 from edgeface.recognition.calibration import (
     DEFAULT_FAR,
     Calibration,
@@ -343,6 +342,9 @@ class FacePipeline:
         probe = self.best_face(image)
         if probe is None:
             return IdentifyResult(None, None, threshold, [], None)
+        # imported here: the gallery package needs the crypto extra, verify does not
+        from edgeface.gallery.matching import Matcher
+
         matches = Matcher.of_labels(templates).search(probe.embedding, k=top_k)
         ranked = [(m.name, m.score) for m in matches]
         if not ranked or ranked[0][1] < threshold:
