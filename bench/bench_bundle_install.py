@@ -31,6 +31,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--embedder", required=True, type=Path)
+    ap.add_argument("--embedder-model", default="edgeface-xs", help="its manifest entry")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--gallery-people", type=int, default=0)
     ap.add_argument("--out", type=Path)
@@ -55,7 +56,7 @@ def main() -> int:
         build(
             BuildSpec(
                 name="bench", version=2, embedder=args.embedder,
-                calibration=calibration_beside(args.embedder),
+                calibration=calibration_beside(args.embedder), embedder_model=args.embedder_model,
             ),
             d / "op.key", bundle,
         )  # fmt: skip

@@ -77,7 +77,11 @@ def run_loop(frames, detector, pipeline, gallery, threshold, min_face, tmp):
     from edgeface.door.config import parse_config
     from edgeface.door.daemon import DoorDaemon
     from edgeface.door.pipeline_identifier import PipelineIdentifier
-    from edgeface.door.scripted import FakeClock, ManualTimer
+
+    sys.path.insert(0, str(REPO / "tests"))  # the door's test doubles live with the tests
+    from doubles import FakeClock, ManualTimer
+
+    from edgeface.recognition import FacePipeline
 
     # the door's clock: a 10 fps camera (0.1 s a frame), whatever the frames cost here, so
     # that both modes see the same policy timing and their decisions can be compared
@@ -98,11 +102,9 @@ def run_loop(frames, detector, pipeline, gallery, threshold, min_face, tmp):
             return frames[self._index]
 
     ident = PipelineIdentifier(
-        detector=detector,
-        embedder=pipeline.embedder,
+        FacePipeline(detector, pipeline.embedder, min_face_size=min_face),
         gallery=gallery,
         threshold=threshold,
-        min_face_size=min_face,
     )
     lat: list[float] = []
     modes: list[str] = []

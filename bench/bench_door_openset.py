@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     seen: list[np.ndarray] = []  # the embedding of each frame, for the aggregation variant
 
     class Recording:
-        model_id, model_sha256 = embedder.model_id, embedder.model_sha256
+        model_id, model_sha256, flip = embedder.model_id, embedder.model_sha256, embedder.flip
 
         def embed(self, crops: np.ndarray) -> np.ndarray:
             out = embedder.embed(crops)
@@ -174,11 +174,9 @@ def main(argv: list[str] | None = None) -> int:
             return out
 
     ident = PipelineIdentifier(
-        detector=detector,
-        embedder=Recording(),
+        FacePipeline(detector, Recording(), min_face_size=args.min_face_size),
         gallery=gallery,
         threshold=choice.threshold,
-        min_face_size=args.min_face_size,
     )
     policy_cfg = PolicyConfig(n=args.frames, min_face_size=args.min_face_size)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeface.backends import open_session
+from edgeface.backends import backend_for_format, open_session
 from edgeface.embedder import Embedder
 from edgeface.errors import EdgefaceError
 from edgeface.modelstore import resolve_model
@@ -50,7 +50,7 @@ def variants(art_dir: Path) -> list[tuple[str, str, Path, str]]:
         out.append((group, f"{group} float onnx", resolve_model(entry), "onnxruntime"))
         for a in manifest["artifacts"]:
             if a["model"] == group:
-                backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
+                backend = backend_for_format(a["format"])
                 out.append((group, a["file"], art_dir / a["file"], backend))
     return out
 
@@ -103,7 +103,10 @@ def main() -> None:
         row["size_bytes"] = path.stat().st_size
         rows.append(row)
         runnable.append(
-            (row, Embedder(session, preprocessing=prep, model_id=group, model_sha256=""))
+            (
+                row,
+                Embedder(session, preprocessing=prep, model_id=group, model_sha256="", flip=False),
+            )
         )
     embedders = [e for _, e in runnable]
     b1 = time_rounds(embedders, crops[:1], args.repeats)

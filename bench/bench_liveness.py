@@ -98,9 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     frames = [canvas(load_image(p)) for p in sorted(people[0].glob("*.jpg"))[1:4]]
 
     def identifier(ck: LivenessChecker | None) -> PipelineIdentifier:
-        return PipelineIdentifier(detector=pipeline.detector, embedder=pipeline.embedder,
-                                  gallery=gallery, threshold=0.35, min_face_size=80,
-                                  liveness=ck)  # fmt: skip
+        door = FacePipeline(pipeline.detector, pipeline.embedder, min_face_size=80)
+        return PipelineIdentifier(door, gallery=gallery, threshold=0.35, liveness=ck)
 
     idents = {"none": identifier(None), **{k: identifier(ck) for k, ck in checkers.items()}}
     policies = {k: DecisionPolicy(PolicyConfig(), require_liveness=k != "none") for k in idents}

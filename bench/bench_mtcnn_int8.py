@@ -28,9 +28,11 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from edgeface.backends import format_backends  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DLIB = REPO.parent / "shared" / "data" / "detection" / "dlib_faces"
-BACKENDS = {"onnx": "onnxruntime", "tflite": "litert"}
+BACKENDS = format_backends()  # artifact format -> backend, from the registry
 SHAPES = {"pnet": (1, 240, 320, 3), "rnet": (64, 24, 24, 3), "onet": (8, 48, 48, 3)}
 
 

@@ -1,14 +1,22 @@
-"""Writing files so that a crash, Ctrl-C or a full disk never leaves a half file behind, and
-reading untrusted ones (:func:`read_regular_file`) so that a FIFO or /dev/zero cannot hang or
-exhaust the process.
+"""Writing files so that a crash, Ctrl-C, a power cut or a full disk never leaves a half file
+behind, and reading untrusted ones (:func:`read_regular_file`) so that a FIFO or /dev/zero
+cannot hang or exhaust the process.
 
-Used for model files (``models fetch``) and quantized artifacts; the gallery has its own,
-stricter protocol (backup generation, writer lock, directory fsync) in ``gallery/durable.py``.
+The one atomic-write helper of the project: :func:`atomic_write` for bytes in memory (the
+gallery, its backups, audit head, fleet and kiosk state, calibrations, artifact manifests),
+:func:`staged_path` for files a producer writes itself (model downloads, converters,
+bundles). Both write a temporary file in the destination's directory (same file system, so
+the rename is atomic), fsync it, rename it over the old name and fsync the directory, so the
+rename itself survives power loss. The gallery adds its writer lock and stale-temp cleanup
+on top (:mod:`edgeface.gallery.durable`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import secrets
 import shutil
 import stat
 import tempfile
@@ -17,6 +25,103 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from edgeface.errors import EdgefaceError, StorageError
+
+BACKUP_SUFFIX = ".bak"
+#: part of every temporary name, so a killed writer's leftovers can be found again
+TMP_MARK = ".tmp-"
+
+
+def backup_path(path: Path) -> Path:
+    """Where :func:`atomic_write` keeps the previous generation (``<name>.bak``)."""
+    return path.with_name(path.name + BACKUP_SUFFIX)
+
+
+def tmp_name(path: Path, tag: str = "") -> Path:
+    """A fresh hidden temporary name beside ``path`` (``.<name><tag>.tmp-<pid>-<random>``)."""
+    return path.with_name(f".{path.name}{tag}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def fsync_dir(directory: str | os.PathLike[str]) -> None:
+    """Make a rename/creation in ``directory`` durable (no-op where directories can't be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    """``os.write`` may write less than asked (signals, pipes, quotas): loop until done."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:  # pragma: no cover - defensive, POSIX raises instead
+            raise OSError(errno.EIO, "short write")
+        view = view[written:]
+
+
+def _write_new_file(tmp: Path, data: bytes | memoryview, mode: int) -> None:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _keep_backup(path: Path, mode: int) -> None:
+    """Make ``<path>.bak`` the current generation, atomically (link, else fsynced copy)."""
+    bak_tmp = tmp_name(path, BACKUP_SUFFIX)
+    try:
+        try:
+            os.link(path, bak_tmp)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            # vfat & co.: no hard links; copy and fsync instead.
+            with open(path, "rb") as src:
+                _write_new_file(bak_tmp, src.read(), mode)
+        os.replace(bak_tmp, backup_path(path))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(bak_tmp)
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    data: bytes | memoryview,
+    *,
+    backup: bool = False,
+    mode: int = 0o600,
+    what: str = "file",
+) -> None:
+    """Replace ``path`` with ``data`` all-or-nothing; with ``backup`` keep the old one as
+    ``.bak``. A new file gets ``mode`` (less the umask; private by default).
+
+    Raises :class:`StorageError` naming ``what`` (the old file and its backup unchanged) on
+    any OS error.
+    """
+    p = Path(path)
+    tmp = tmp_name(p)
+    try:
+        _write_new_file(tmp, data, mode)
+        if backup and p.exists():
+            _keep_backup(p, mode)
+        os.replace(tmp, p)
+        fsync_dir(p.parent)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        reason = exc.strerror or str(exc)
+        if exc.errno == errno.ENOSPC:
+            reason = "no space left on device"
+        raise StorageError(
+            f"{p}: cannot save {what} ({reason}); the previous version is unchanged"
+        ) from exc
 
 
 @contextmanager
@@ -27,7 +132,7 @@ def staged_path(dest: Path) -> Iterator[Path]:
     The path lives in a private staging directory beside ``dest`` (same file system, so the
     final rename is atomic), which also holds any side files a converter writes. On any
     exception, KeyboardInterrupt included, the staging directory is removed and an existing
-    ``dest`` is left untouched.
+    ``dest`` is left untouched. The file is fsynced before the rename, the directory after.
     """
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -42,6 +147,7 @@ def staged_path(dest: Path) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
+        fsync_dir(dest.parent)
     except OSError as exc:
         raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
     finally:

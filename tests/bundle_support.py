@@ -30,6 +30,7 @@ def float_bundle(out: Path, private: Path, version: int, **kw: Any) -> Path:
         version=version,
         embedder=resolve_model("mobilefacenet-dyn"),
         calibration=default_calibration_path("mobilefacenet-foamliu-ms1m", True),
+        embedder_model=kw.pop("embedder_model", "mobilefacenet-dyn"),
         **kw,
     )
     build(spec, private, out)
@@ -99,7 +100,7 @@ def int8_embedder(cache: Path, lfw_dir: Path) -> Path:
     tests/test_quantize_mobilefacenet.py does) from 64 LFW faces of people in no dev pair,
     and kept in ``cache`` (``$EDGEFACE_TEST_CACHE/17`` when set)."""
     from edgeface_tools.quantize.artifacts import ArtifactDir
-    from edgeface_tools.quantize.build import BuildOptions, build_mobilefacenet
+    from edgeface_tools.quantize.build import BuildOptions, build_embedder
     from edgeface_tools.quantize.calibration import build_calibration_set
     from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
 
@@ -122,5 +123,7 @@ def int8_embedder(cache: Path, lfw_dir: Path) -> Path:
         calib_dir, count=64, min_faces=32, cache_dir=cache / "calib-cache", progress=False
     )
     opts = BuildOptions(onnx=OnnxInt8Options(method="minmax"), tflite=False)
-    build_mobilefacenet(ArtifactDir(out), calib, opts, log=lambda _m: None, progress=False)
+    build_embedder(
+        ArtifactDir(out), calib, opts, model="mobilefacenet", log=lambda _m: None, progress=False
+    )
     return model

@@ -84,7 +84,15 @@ def kiosk_config(tmp: Path, **sections: dict[str, Any]) -> Any:
 class KioskServer:
     """A running kiosk: ``url``, ``engine``, ``kiosk`` (handlers), ``camera``."""
 
-    def __init__(self, cfg: Any, camera: SceneCamera, pipeline: Any, *, pin: str | None = PIN):
+    def __init__(
+        self,
+        cfg: Any,
+        camera: SceneCamera,
+        pipeline: Any,
+        *,
+        pin: str | None = PIN,
+        reconnect: Any = None,
+    ):
         import uvicorn
 
         from edgeface.kiosk.app import create_app
@@ -96,7 +104,7 @@ class KioskServer:
             PinStore(cfg.state_dir).set(pin)
         self.cfg = cfg
         self.camera = camera
-        self.engine = build_engine(cfg, source=camera, pipeline=pipeline)
+        self.engine = build_engine(cfg, source=camera, pipeline=pipeline, reconnect=reconnect)
         self.app = create_app(self.engine)
         self.kiosk = self.app.state.kiosk
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

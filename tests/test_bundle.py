@@ -306,6 +306,7 @@ def test_build_refuses_a_calibration_of_another_model(kit: SimpleNamespace, tmp_
         version=1,
         embedder=resolve_model("mobilefacenet"),  # fixed-batch file: another sha256
         calibration=default_calibration_path("mobilefacenet-foamliu-ms1m", True),
+        embedder_model="mobilefacenet-dyn",
     )
     with pytest.raises(BundleError, match="calibration is for model sha256"):
         build(spec, kit.private, tmp_path / "x.efb")

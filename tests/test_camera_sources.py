@@ -12,12 +12,19 @@ import cv2
 import numpy as np
 import pytest
 from conftest import SHARED
+from doubles import FakeClock
 
-from edgeface.camera import Backoff, CameraError, EndOfStream, ResilientSource, open_source
+from edgeface.camera import (
+    Backoff,
+    CameraError,
+    CameraEvent,
+    EndOfStream,
+    ResilientSource,
+    open_source,
+)
 from edgeface.camera.opencv import OpenCVSource, VideoFileSource, capture_api
 from edgeface.camera.picam import Picamera2Source
 from edgeface.camera.replay import ImageDirectorySource
-from edgeface.door.scripted import FakeClock
 from edgeface.errors import ConfigError
 
 LFW = SHARED / "data" / "lfw" / "images"
@@ -85,7 +92,7 @@ def test_reconnects_with_exponential_backoff_after_the_camera_disappears() -> No
     clock = FakeClock()
     inner = OpenCVSource("/dev/video0", width=64, height=48, capture_factory=cap, clock=clock)
     delays: list[float] = []
-    events: list[str] = []
+    events: list[CameraEvent] = []
     src = ResilientSource(
         inner,
         backoff=Backoff(initial=0.5, maximum=30, jitter=0.0),
@@ -98,7 +105,8 @@ def test_reconnects_with_exponential_backoff_after_the_camera_disappears() -> No
     assert frames[0].image[0, 0].tolist() == [0, 0, 255]  # converted to RGB
     # read failure + 3 failed opens = 4 waits, doubling
     assert delays == [0.5, 1.0, 2.0, 4.0]
-    assert events == ["camera_lost", "camera_restored"]
+    assert events == [CameraEvent.LOST, CameraEvent.RESTORED]
+    assert [e.value for e in events] == ["camera_lost", "camera_restored"]  # the audit names
     assert src.reconnects == 1 and src.failures == 0
     assert cap.props[cv2.CAP_PROP_BUFFERSIZE] == 1
     assert cap.released >= 1

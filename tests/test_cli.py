@@ -146,3 +146,31 @@ def test_usage_errors_exit_2(capsys, shared_data: Path, tmp_path: Path) -> None:
         assert code == 2, (argv, err)
         assert "Traceback" not in err and out == ""
     assert not (tmp_path / "x.png").exists()
+
+
+def test_verify_runs_without_the_crypto_extra(lfw_dir: Path, models_ready) -> None:
+    """The quickstart installs only the onnx extra: verify must not import the gallery's
+    cryptography (it once did through the pipeline's 1:N import, and the quickstart failed)."""
+    import subprocess
+    import sys
+
+    block = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'cryptography':\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edgeface.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    a = lfw_dir / "images" / "Tony_Blair" / "Tony_Blair_0001.jpg"
+    b = lfw_dir / "images" / "Tony_Blair" / "Tony_Blair_0010.jpg"
+    r = subprocess.run(
+        [sys.executable, "-c", block, "verify", str(a), str(b)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "SAME person" in r.stdout

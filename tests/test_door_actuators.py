@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+from doubles import FakeClock, ManualTimer
 
 from edgeface.door.actuators import (
     ActuatorError,
@@ -25,7 +26,6 @@ from edgeface.door.actuators import (
     make_actuator,
     read_relay_state,
 )
-from edgeface.door.scripted import FakeClock, ManualTimer
 
 
 def test_file_relay_states(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.door.config import load_config, parse_config
+from edgeface.door.config import ActuatorConfig, load_config, parse_config
 from edgeface.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,16 +17,16 @@ MINIMAL = {"camera": {"kind": "images", "path": "faces"}, "actuator": {"kind": "
 
 def test_example_config_is_valid() -> None:
     cfg = load_config(REPO / "examples" / "door.toml")
-    assert cfg.camera["kind"] == "picamera2"
+    assert cfg.camera.kind == "picamera2"
     assert (cfg.policy.k, cfg.policy.n) == (3, 5)
     assert cfg.lockout.failures == 5 and cfg.lockout.pause_s == 30.0
-    assert cfg.actuator == {"kind": "gpiozero", "pin": 17, "active_high": True}
+    assert cfg.actuator == ActuatorConfig(kind="gpiozero", pin=17, active_high=True)
     assert cfg.gallery.key_credential == "edgeface-gallery.key"
 
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     cfg = parse_config(MINIMAL, base=tmp_path)
-    assert cfg.camera["path"] == str(tmp_path / "faces")
+    assert cfg.camera.path == str(tmp_path / "faces")
     assert cfg.policy.k == 3 and cfg.policy.n == 5 and cfg.recognition.far == 1e-3
     assert cfg.audit.path == Path("/var/lib/edgeface/audit/door.jsonl")
 
@@ -105,3 +105,44 @@ def test_cli_reports_a_corrupt_config_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2  # ConfigError.exit_code
     assert proc.stderr.count("\n") == 1 and "not valid TOML" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_camera_and_actuator_sections_are_typed(tmp_path: Path) -> None:
+    """One schema (issue 14): camera and actuator are dataclasses read by the one validator,
+    and the reconnect defaults are the Backoff's, defined once."""
+    from edgeface.camera import Backoff, CameraConfig
+
+    cfg = parse_config(
+        {
+            "camera": {"kind": "opencv", "device": 1, "fps": 15, "reconnect_max_s": 5},
+            "actuator": {"kind": "command", "unlock_command": ["on"], "lock_command": ["off"]},
+        },
+        base=tmp_path,
+    )
+    assert cfg.camera == CameraConfig(kind="opencv", device=1, fps=15.0, reconnect_max_s=5.0)
+    assert cfg.camera.reconnect_initial_s == Backoff().initial
+    assert cfg.camera.source_options() == {"device": 1, "fps": 15.0}
+    assert cfg.actuator.unlock_command == ("on",)
+    assert cfg.actuator.options() == {"unlock_command": ["on"], "lock_command": ["off"]}
+
+
+def test_kiosk_camera_reconnect_is_checked_too(tmp_path: Path) -> None:
+    from edgeface.kiosk.config import parse_config as parse_kiosk
+
+    camera = {"kind": "images", "path": "x", "reconnect_initial_s": 0}
+    with pytest.raises(ConfigError, match=r"camera\.reconnect_initial_s: expected a positive"):
+        parse_kiosk({"camera": camera}, base=tmp_path)
+
+
+def test_minimum_face_sizes_are_named_apart() -> None:
+    """Five "minimum face sizes" (issue 14), each defined once in edgeface.face_sizes."""
+    from edgeface import face_sizes as fs
+    from edgeface.detector import DetectorConfig
+    from edgeface.door.config import PolicyConfig
+    from edgeface.gallery.quality import QualityGates
+
+    assert DetectorConfig().min_face_size == fs.DETECTOR_MIN_FACE == 20.0
+    assert QualityGates().min_face_size == fs.ENROLL_MIN_FACE == 60.0
+    assert PolicyConfig().min_face_size == fs.POLICY_MIN_FACE == 80.0
+    assert PolicyConfig().detector_min_face_size == 64.0  # 0.8 x 80, as the door searches
+    assert PolicyConfig(min_face_size=10.0).detector_min_face_size == fs.SMALLEST_DETECTABLE

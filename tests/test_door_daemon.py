@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import SHARED
+from doubles import FakeClock, ManualTimer, ScriptedIdentifier, enrolled, stranger
 
 from edgeface.camera.backoff import Backoff
-from edgeface.camera.base import CameraError, EndOfStream, FrameSource
+from edgeface.camera.base import CameraError, CameraEvent, EndOfStream, FrameSource
 from edgeface.camera.replay import ImageDirectorySource
 from edgeface.camera.resilient import ResilientSource
 from edgeface.door.actuators import FailSecureActuator, FileRelayActuator, read_relay_state
@@ -26,12 +27,14 @@ from edgeface.door.audit import AuditLog, verify_files
 from edgeface.door.config import parse_config
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.identify import Observation
-from edgeface.door.scripted import FakeClock, ManualTimer, ScriptedIdentifier, enrolled, stranger
+from edgeface.door.inbox import DoorInbox
 from edgeface.errors import ModelError
 from edgeface.imaging import load_image
 
 LFW = SHARED / "data" / "lfw" / "images"
 FACES = sorted((LFW / "Colin_Powell").glob("*.jpg"))[:3]
+#: the real daemon with a scripted identifier, as its own process (see tests/scripted_door.py)
+SCRIPTED_DOOR = Path(__file__).resolve().parent / "scripted_door.py"
 ALICE, X = enrolled(), stranger()
 NO_FACE = Observation.no_face(0.5)
 
@@ -55,7 +58,9 @@ class ArraySource(FrameSource):
 
 
 class Rig:
-    def __init__(self, tmp_path: Path, script, *, source=None, limit=None, **sections) -> None:
+    def __init__(
+        self, tmp_path: Path, script, *, source=None, inbox=None, audit=None, **sections
+    ) -> None:
         self.clock = FakeClock()
         self.timers = ManualTimer(self.clock)
         self.relay = tmp_path / "relay"
@@ -78,9 +83,10 @@ class Rig:
             source=self.source,
             identifier=self.identifier,
             actuator=self.actuator,
-            audit=AuditLog(self.audit_path),
+            audit=audit or AuditLog(self.audit_path),
             clock=self.clock,
             sleep=self.clock.sleep,
+            inbox=inbox,
         )
         self.states: list[str] = []
         inner = self.identifier.identify
@@ -188,23 +194,80 @@ def test_camera_loss_locks_immediately_and_reconnects(tmp_path: Path) -> None:
     clock = FakeClock()
     pattern = "fffff" + "xxx" + "f" * 30
     waits: list[float] = []
-    holder: dict = {}
+    reported: list[CameraEvent] = []
+    inbox = DoorInbox()  # made first, given to the camera and the daemon: no cycle
+
+    def on_event(event: CameraEvent, detail: str) -> None:
+        reported.append(event)
+        inbox.camera_event(event, detail)
+
     src = ResilientSource(
         DyingCamera(img, pattern, clock=clock),
         backoff=Backoff(initial=0.5, jitter=0),
         sleep=waits.append,
-        on_event=lambda e, d: holder["d"].on_camera_event(e, d),
+        on_event=on_event,
+        should_stop=inbox.stopping,
     )
     src.live = False  # synchronous reads, so the test is deterministic
     rig = Rig(
-        tmp_path, [NO_FACE] + [ALICE] * 3 + [NO_FACE] * 30, source=src, policy={"unlock_s": 30.0}
+        tmp_path,
+        [NO_FACE] + [ALICE] * 3 + [NO_FACE] * 30,
+        source=src,
+        inbox=inbox,
+        policy={"unlock_s": 30.0},
     )
-    holder["d"] = rig.daemon
     rig.run(20)
+    assert reported == [CameraEvent.LOST, CameraEvent.RESTORED]
+    assert inbox.stopping()  # the daemon's end stops the camera's reconnect loop too
     assert rig.states[3] == "locked" and rig.states[4] == "unlocked"
     assert rig.states[5] == "locked"  # camera lost between these two frames -> locked
     assert rig.events() == ["start", "unlock", "camera_lost", "camera_restored", "stop"]
     assert waits == [0.5, 1.0, 2.0]
+
+
+class AuditDiesAtShutdown(AuditLog):
+    """A real log whose every append raises once ``dead`` is set."""
+
+    dead = False
+
+    def append(self, event: str, **fields):  # type: ignore[override]
+        if self.dead:
+            raise RuntimeError("audit log gone")
+        return super().append(event, **fields)
+
+
+def test_relay_locked_and_closed_when_the_audit_raises_during_shutdown(tmp_path: Path) -> None:
+    audit = AuditDiesAtShutdown(tmp_path / "audit.jsonl")
+    rig = Rig(tmp_path, [ALICE] * 3 + [NO_FACE] * 2, audit=audit, policy={"unlock_s": 30.0})
+    closed: list[bool] = []
+    real_close = rig.actuator.close
+    rig.actuator.close = lambda: (closed.append(True), real_close())[1]  # type: ignore[method-assign]
+    inner = rig.identifier.identify
+
+    def last_frame(rgb: np.ndarray) -> Observation:
+        obs = inner(rgb)
+        if len(rig.states) == 5:  # the last frame: the loop ends next, with the relay open
+            assert rig.states[-1] == "unlocked"
+            audit.dead = True
+            rig.daemon.inbox.camera_event(CameraEvent.RESTORED, "late event for the finally")
+        return obs
+
+    rig.identifier.identify = last_frame  # type: ignore[method-assign]
+    code = rig.run(5)
+    assert read_relay_state(rig.relay) == "locked" and closed == [True]
+    assert code == 70  # the stop could not be recorded: non-zero, so systemd notices
+    assert rig.events() == ["start", "unlock"]
+
+
+def test_lockout_reports_its_own_end(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, [X] * 200 + [NO_FACE] * 400)
+    rig.run(150)
+    lockout, name = rig.daemon.lockout, rig.daemon.source_name
+    assert rig.daemon.stats.lockouts >= 1 and rig.daemon.status()["lockout"]
+    end = lockout.until(name)
+    assert end is not None and not lockout.ended(name, end - 0.1)
+    assert lockout.ended(name, end) and not lockout.ended(name, end + 1)  # reported once
+    assert lockout.until(name, end) is None
 
 
 def write_config(tmp_path: Path, **over: str) -> Path:
@@ -232,7 +295,7 @@ max_fps = 10
 
 def start_daemon(cfg: Path, script: str = "enrolled") -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "edgeface.door.scripted", "--config", str(cfg), "--script", script],
+        [sys.executable, str(SCRIPTED_DOOR), "--config", str(cfg), "--script", script],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -309,3 +372,31 @@ def test_soak_10000_frames_without_memory_growth(tmp_path: Path) -> None:
     assert growth < 0.05, f"RSS grew {growth:.1%}"
     assert verify_files([rig.audit_path]).ok
     print(f"soak: {n} frames in {elapsed:.1f} s, RSS {start} KiB -> {rss_kib()} KiB")
+
+
+def test_build_daemon_wires_camera_and_daemon_through_one_inbox(tmp_path: Path) -> None:
+    """No cycle: the inbox is made first; the camera reports into it and stops on its flag."""
+    from edgeface.door.notify import Notifier
+    from edgeface.door.service import build_daemon
+
+    cfg = parse_config(
+        {
+            "camera": {"kind": "opencv", "device": str(tmp_path / "no-such-video")},
+            "actuator": {"kind": "file", "path": str(tmp_path / "relay")},
+            "audit": {"path": str(tmp_path / "audit.jsonl")},
+        }
+    )
+    daemon = build_daemon(
+        cfg, identifier=ScriptedIdentifier([NO_FACE]), notifier=Notifier(address="")
+    )
+    src = daemon.source
+    assert isinstance(src, ResilientSource)
+    assert src.on_event == daemon.inbox.camera_event and src.should_stop == daemon.inbox.stopping
+    daemon.actuator.open()
+    daemon.actuator.unlock(5.0)
+    src.on_event(CameraEvent.LOST, "unplugged")
+    assert read_relay_state(tmp_path / "relay") == "locked"  # at once, before the loop runs
+    daemon.request_stop()  # the camera's reconnect loop ends on the same flag
+    assert daemon.run() == 0
+    events = [json.loads(x)["event"] for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert events == ["start", "camera_lost", "stop"]

@@ -10,6 +10,8 @@ import logging
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
+from doubles import FakeClock, ManualTimer, ScriptedIdentifier, stranger
 
 from edgeface.door.actuators import FailSecureActuator, FileRelayActuator, read_relay_state
 from edgeface.door.audit import AuditLog
@@ -17,12 +19,11 @@ from edgeface.door.config import parse_config
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.health import check_audit
 from edgeface.door.identify import Observation
-from edgeface.door.scripted import FakeClock, ManualTimer, ScriptedIdentifier, stranger
 from edgeface.door.threshold import ThresholdRule
 from edgeface.errors import ConfigError, StorageError
 from edgeface.recognition.calibration import Calibration, far_for_fpir
 
-LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw" / "images"
+LFW = SHARED / "data" / "lfw" / "images"
 FACES = sorted((LFW / "Colin_Powell").glob("*.jpg"))[:3]
 CAL = Calibration(
     "m",
@@ -69,7 +70,8 @@ def test_far_and_threshold_still_work_and_exclude_each_other(tmp_path: Path) -> 
 
 
 def named(score: float = 0.8) -> Observation:
-    return Observation("id-alice", "Alice Example", score, 0.5, 0.99, 120.0)
+    """Alice, live (the door requires liveness by default)."""
+    return Observation("id-alice", "Alice Example", score, 0.5, 0.99, 120.0, 0.99, 0.5)
 
 
 class BrokenAudit(AuditLog):

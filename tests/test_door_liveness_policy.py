@@ -9,11 +9,11 @@ import logging
 from pathlib import Path
 
 import pytest
+from doubles import enrolled, spoof_of
 
 from edgeface.door.config import PolicyConfig, parse_config
 from edgeface.door.identify import Observation
 from edgeface.door.policy import DecisionPolicy, Verdict
-from edgeface.door.scripted import enrolled, spoof_of
 from edgeface.errors import ConfigError
 
 LIVE, PHOTO = enrolled("id-alice"), spoof_of("id-alice")
@@ -89,11 +89,12 @@ def test_liveness_section_is_validated(tmp_path: Path) -> None:
 
 
 def test_turning_liveness_off_warns_at_every_start(tmp_path: Path, caplog) -> None:
+    from doubles import ScriptedIdentifier
+
     from edgeface.camera.replay import ImageDirectorySource
     from edgeface.door.actuators import DryRunActuator, FailSecureActuator
     from edgeface.door.audit import AuditLog
     from edgeface.door.daemon import DoorDaemon
-    from edgeface.door.scripted import ScriptedIdentifier
 
     raw = {**BASE, "camera": {"kind": "images", "path": str(tmp_path)},
            "liveness": {"required": False}}  # fmt: skip

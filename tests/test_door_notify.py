@@ -7,9 +7,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from doubles import FakeClock
 
 from edgeface.door.notify import Notifier
-from edgeface.door.scripted import FakeClock
 
 
 @pytest.fixture

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from doubles import FakeClock, enrolled, stranger
+
 from edgeface.door.config import LockoutConfig, PolicyConfig
 from edgeface.door.identify import Observation
 from edgeface.door.lockout import GLOBAL, Lockout
 from edgeface.door.policy import DecisionPolicy, Verdict
-from edgeface.door.scripted import FakeClock, enrolled, stranger
 
 NO_FACE = Observation.no_face(0.5)
 ALICE, BOB = enrolled("id-alice"), enrolled("id-bob")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from doubles import FakeClock, ManualTimer
 
 from edgeface.camera.base import EndOfStream, FrameSource
 from edgeface.door.actuators import FailSecureActuator, FileRelayActuator, read_relay_state
@@ -21,8 +22,8 @@ from edgeface.door.audit import AuditLog, verify_files
 from edgeface.door.config import parse_config
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.pipeline_identifier import PipelineIdentifier
-from edgeface.door.scripted import FakeClock, ManualTimer
 from edgeface.imaging import load_image
+from edgeface.recognition import FacePipeline
 
 ENROLLED = {"Colin_Powell": [1, 2, 3], "Tony_Blair": [1, 2, 3]}
 FAR = 1e-3
@@ -132,11 +133,9 @@ def run_door(tmp_path: Path, frames: list[np.ndarray], door_pipeline, gallery_fi
         }
     )
     ident = PipelineIdentifier(
-        detector=door_pipeline.detector,
-        embedder=door_pipeline.embedder,
+        FacePipeline(door_pipeline.detector, door_pipeline.embedder, min_face_size=60),
         gallery=GalleryFile(gpath, load_key_file(key_path)).load(),
         threshold=threshold,
-        min_face_size=60,
     )
     relay = tmp_path / "relay"
     states: list[str] = []

@@ -79,15 +79,17 @@ def test_the_door_config_selects_tracking(tmp_path: Path, gallery_files, thresho
     }
     cfg = parse_config({**base, "recognition": {"threshold": threshold}})
     assert cfg.recognition.full_detect_every == 3
-    ident = build_identifier(cfg)
+    ident, _ = build_identifier(cfg)
     try:
         assert isinstance(ident.detector, TrackingDetector)
+        # one recognition path: the door's pipeline filters by the policy's face size
+        assert ident.pipeline.min_face_size == cfg.policy.min_face_size
         assert ident.detector.tracking.full_every == 3
         assert ident.detector.config.workers == 1  # no helper process by default
     finally:
         ident.detector.close()
     off = {"threshold": threshold, "full_detect_every": 1, "detector_workers": 2}
-    ident = build_identifier(parse_config({**base, "recognition": off}))
+    ident, _ = build_identifier(parse_config({**base, "recognition": off}))
     try:
         assert isinstance(ident.detector, MTCNNDetector)
         assert ident.detector.config.workers == 2

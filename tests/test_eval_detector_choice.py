@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeface.cli.eval_recognition import _detector_config
+from edgeface.cli.eval_faces import detector_config as _detector_config
 from edgeface.detector import MTCNNDetector
 from edgeface.errors import ConfigError
 from edgeface.imaging import load_image
@@ -44,7 +44,10 @@ def test_a_built_folder_gives_the_cascade_of_that_precision(
     ("kw", "message"),
     [
         ({"detector_backend": "litert"}, "needs --detector-models"),
-        ({"detector_backend": "tensorrt", "detector_models": "x"}, "numpy, onnxruntime or litert"),
+        (
+            {"detector_backend": "tensorrt", "detector_models": "x"},
+            "one of litert, numpy, onnxruntime",
+        ),
     ],
 )
 def test_bad_detector_choices_are_config_errors(kw: dict, message: str) -> None:

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from doubles import ScriptedIdentifier, enrolled
 from fleet_broker import Broker, HangingListener, Listener
 from fleet_doors import FleetDoor, mqtt_table, wait_for, write_fleet_toml
 
 from edgeface.door.identify import Observation
-from edgeface.door.scripted import ScriptedIdentifier, enrolled
 from edgeface.fleet import envelope, topics
 from edgeface.fleet.apply import model_header
 from edgeface.fleet.operator import Operator, create_operator_keys, load_operator_config

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from doubles import FakeClock, ManualTimer, ScriptedIdentifier, enrolled
 
 from edgeface.door.actuators import FailSecureActuator, FileRelayActuator, read_relay_state
 from edgeface.door.audit import AuditLog, verify_files
 from edgeface.door.config import parse_config
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.port import DoorCommand, TeeAudit
-from edgeface.door.scripted import FakeClock, ManualTimer, ScriptedIdentifier, enrolled
 from edgeface.errors import ConfigError
 from edgeface.fleet import envelope
 from edgeface.fleet.apply import ChangeApplier, CommandGate, StateStore, content_hash, model_header

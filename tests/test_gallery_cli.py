@@ -12,24 +12,22 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from edgeface.cli import gallery_cmd
 from edgeface.cli.main import main
 
 
 @pytest.fixture
 def cli(pipeline, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(gallery_cmd, "pipeline_factory", lambda: pipeline)
     monkeypatch.delenv("EDGEFACE_GALLERY_KEY_FILE", raising=False)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     base = ["--gallery", str(tmp_path / "g.efg"), "--key-file", str(tmp_path / "g.key")]
 
-    def run(*args: str, base_args: bool = True) -> tuple[int, str, str]:
+    def run(*args: str, base_args: bool = True, face_pipeline=pipeline) -> tuple[int, str, str]:
         argv = list(args)
         if base_args:
             # options go after the action: edgeface gallery enroll --gallery ... NAME IMGS
             cut = 2 if argv[0] == "gallery" else 1
             argv = argv[:cut] + base + argv[cut:]
-        code = main(argv)
+        code = main(argv, pipeline_factory=lambda: face_pipeline)
         out = capsys.readouterr()
         return code, out.out, out.err
 
@@ -217,10 +215,11 @@ def test_model_mismatch_via_cli(cli, pipeline, lfw_people, monkeypatch):
         analyze=pipeline.analyze,
         threshold=pipeline.threshold,
     )
-    monkeypatch.setattr(gallery_cmd, "pipeline_factory", lambda: other)
-    code, _, err = cli("identify", str(lfw_people["Ana_Palacio"][1]))
+    code, _, err = cli("identify", str(lfw_people["Ana_Palacio"][1]), face_pipeline=other)
     assert code == 10 and "re-enroll" in err
-    code, _, err = cli("gallery", "enroll", "X", str(lfw_people["Ana_Palacio"][1]))
+    code, _, err = cli(
+        "gallery", "enroll", "X", str(lfw_people["Ana_Palacio"][1]), face_pipeline=other
+    )
     assert code == 10
 
 
@@ -329,3 +328,23 @@ def test_enroll_camera_looks_at_exactly_frames(cli, lfw_dir, tmp_path):
     labels = [i["source"] for i in json.loads(out)[0]["images"]]
     indices = [int(s.rsplit("#frame", 1)[1]) for s in labels]
     assert indices and max(indices) < 20 and all(i % 3 == 0 for i in indices), labels
+
+
+def test_enroll_directory_tree_keeps_going_past_a_refused_person(cli, tmp_path, lfw_people):
+    """--dir: a person without a usable face is reported and the others are enrolled."""
+    import cv2
+
+    assert cli("gallery", "init", "--create-key")[0] == 0
+    root = tmp_path / "people"
+    (root / "Albert_Costa").mkdir(parents=True)
+    (root / "Albert_Costa" / "a.jpg").symlink_to(lfw_people["Albert_Costa"][0])
+    (root / "Grey_Wall").mkdir()
+    cv2.imwrite(str(root / "Grey_Wall" / "g.png"), np.full((200, 200, 3), 127, np.uint8))
+    code, out, err = cli("gallery", "enroll", "--dir", str(root), "--take-largest", "--json")
+    assert code == 5 and "1 of 2 people could not be enrolled" in err
+    assert "edgeface: Grey Wall: " in err and "no usable face" in err
+    report = json.loads(out)
+    assert report[0]["action"] == "enrolled" and report[0]["templates"] == 1
+    assert set(report[1]) == {"name", "images", "error"}
+    listing = json.loads(cli("gallery", "list", "--json")[1])
+    assert [p["name"] for p in listing["identities"]] == ["Albert Costa"]

@@ -124,3 +124,23 @@ def test_resolve_key_takes_exactly_one_source(tmp_path, monkeypatch):
     )
     assert created == [key] and src is not None and (key.stat().st_mode & 0o777) == 0o600
     assert resolve_key(KeyChoice(passphrase_env="PHRASE")) is not None
+
+
+def test_configured_key_is_the_services_rule(tmp_path, monkeypatch):
+    """door / kiosk: key_file or key_credential from the config, never the environment."""
+    from edgeface.errors import ConfigError
+    from edgeface.gallery.keysource import configured_key
+
+    creds = tmp_path / "creds"
+    creds.mkdir(mode=0o700)
+    key = create_key_file(creds / "edgeface-gallery.key")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("EDGEFACE_GALLERY_KEY_FILE", str(creds / "edgeface-gallery.key"))
+    assert configured_key(creds / "edgeface-gallery.key", None).key == key.key
+    assert configured_key(None, "edgeface-gallery.key").key == key.key
+    with pytest.raises(ConfigError, match="set key_credential"):
+        configured_key(None, None)  # the environment fallbacks are the CLI's only
+    with pytest.raises(ConfigError, match="not both"):
+        configured_key(creds / "edgeface-gallery.key", "edgeface-gallery.key")
+    with pytest.raises(KeySourceError):
+        configured_key(tmp_path / "missing.key", None)

@@ -32,10 +32,16 @@ PEOPLE = 16
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, lfw_people, pipeline):
-    """Keys, the INT8 embedder with a calibration of its own, float and INT8 bundles, and a
-    crop-keeping gallery of 16 LFW people enrolled with the float embedder."""
+def world(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, lfw_people):
+    """Keys, the INT8 MobileFaceNet with a calibration of its own, float and INT8 MobileFaceNet
+    bundles, and a crop-keeping gallery of 16 LFW people enrolled with the float MobileFaceNet
+    (the float bundle's embedder; the default embedder is another model)."""
     d = tmp_path_factory.mktemp("migrate")
+    pipeline = FacePipeline.from_config(
+        PipelineConfig(
+            detector=DetectorConfig(workers=1), embedder=EmbedderConfig(model="mobilefacenet-dyn")
+        )
+    )
     env_cache = os.environ.get("EDGEFACE_TEST_CACHE")
     cache = Path(env_cache) / "17" if env_cache else d / "cache"
     int8_src = int8_embedder(cache, lfw_dir)
@@ -49,7 +55,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, lfw_people, p
         r = pipeline.best_face(load_image(sorted(person.glob("*.jpg"))[0]))
         if r is not None:
             cal_faces.append(r.crop)
-    e8 = Embedder.from_config(EmbedderConfig(path=str(int8)))
+    e8 = Embedder.from_config(EmbedderConfig(model="mobilefacenet-dyn", path=str(int8)))
     emb = e8.embed(np.stack(cal_faces))
     iu = np.triu_indices(len(emb), 1)
     Calibration.from_scores(
@@ -60,7 +66,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, lfw_dir: Path, lfw_people, p
     b1 = float_bundle(d / "float.efb", private, 1)
     b2 = d / "int8.efb"
     spec = BuildSpec(
-        name="door-int8", version=2, embedder=int8, calibration=calibration_beside(int8)
+        name="door-int8",
+        version=2,
+        embedder=int8,
+        calibration=calibration_beside(int8),
+        embedder_model="mobilefacenet-dyn",
     )
     build(spec, private, b2)
     key_path = d / "gallery.key"
@@ -89,7 +99,8 @@ def _recognized(w: SimpleNamespace, gallery_path: Path, embedder_path: Path | No
         p = w.pipeline
     else:
         cfg = PipelineConfig(
-            detector=DetectorConfig(workers=1), embedder=EmbedderConfig(path=str(embedder_path))
+            detector=DetectorConfig(workers=1),
+            embedder=EmbedderConfig(model="mobilefacenet-dyn", path=str(embedder_path)),
         )
         p = FacePipeline.from_config(cfg)
     g.check_model(ModelRef.of(p.embedder))
@@ -118,7 +129,7 @@ def test_install_migrates_and_rollback_restores(world: SimpleNamespace, tmp_path
         f'[camera]\nkind = "images"\npath = "{tmp_path}"\n[actuator]\nkind = "dryrun"\n'
         f'[audit]\npath = "{tmp_path / "audit" / "door.jsonl"}"\n'
         f'[recognition]\nembedder_path = "{root / "current/models/embedder.onnx"}"\n'
-        f'models = ["mtcnn"]\n'
+        f'embedder_model = "mobilefacenet-dyn"\nmodels = ["mtcnn"]\n'
         f'[gallery]\npath = "{root / "current/gallery.efg"}"\nkey_file = "{w.key_path}"\n'
     )
     check = [sys.executable, "-m", "edgeface.cli.main", "door", "--check", "--no-camera",
@@ -146,18 +157,21 @@ def test_install_migrates_and_rollback_restores(world: SimpleNamespace, tmp_path
     assert back.model == old.model and back.fingerprint() == old.fingerprint()
 
 
+MFN = ["--model", "mobilefacenet-dyn"]  # the INT8 file is a MobileFaceNet
+
+
 @pytest.mark.slow
 def test_gallery_migrate_cli(world: SimpleNamespace, tmp_path: Path, capsys) -> None:
     w = world
     g = tmp_path / "g.efg"
     shutil.copyfile(w.gallery, g)
     common = ["--gallery", str(g), "--key-file", str(w.key_path)]
-    assert main(["gallery", "migrate", *common, "--embedder", str(w.int8)]) == 0
+    assert main(["gallery", "migrate", *common, "--embedder", str(w.int8), *MFN]) == 0
     assert "re-embedded" in capsys.readouterr().out
     gf = GalleryFile(g, load_key_file(w.key_path))
     assert gf.load().model.sha256 == sha256_file(w.int8)
     assert gf.load_backup().model == ModelRef.of(w.pipeline.embedder)  # previous generation
-    assert main(["gallery", "migrate", *common, "--embedder", str(w.int8)]) == 0
+    assert main(["gallery", "migrate", *common, "--embedder", str(w.int8), *MFN]) == 0
     assert "nothing to do" in capsys.readouterr().out
 
 
@@ -226,3 +240,28 @@ def test_init_keep_crops_cli(tmp_path: Path) -> None:
     assert main(["gallery", "settings", "--gallery", str(g), "--key-file", str(k),
                  "--keep-crops", "off"]) == 0  # fmt: skip
     assert not gf.load().keep_crops
+
+
+def test_migrate_file_reembeds_under_the_lock_and_keeps_the_old_generation(tmp_path: Path):
+    """gallery/migrate.migrate_file (what ``gallery migrate`` runs), with a stand-in embedder."""
+    from edgeface.gallery import Template
+    from edgeface.gallery.migrate import migrate_file
+
+    class Halves:  # the mean of each crop's halves as a 128-d embedding: cheap, deterministic
+        model_id, model_sha256, dim = "halves", "h" * 64, 128
+
+        def embed(self, crops: np.ndarray) -> np.ndarray:
+            v = np.repeat(crops.reshape(len(crops), 2, -1).mean(axis=2), 64, axis=1)
+            return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+    old = ModelRef("old", "0" * 64)
+    gf = GalleryFile(tmp_path / "g.efg", create_key_file(tmp_path / "g.key"))
+    gf.create(model=old, keep_crops=True)
+    crop = np.full((112, 112, 3), 7, np.uint8)
+    with gf.edit() as g:
+        g.add_identity("Ann", [Template(np.ones(128, np.float32) / 128**0.5, 0.9, old, crop=crop)])
+    migrated = migrate_file(gf, Halves())
+    assert migrated is not None and migrated.model == ModelRef.of(Halves())
+    assert gf.load().model == ModelRef.of(Halves()) and gf.load_backup().model == old
+    assert [i.name for i in gf.load().identities()] == ["Ann"]
+    assert migrate_file(gf, Halves()) is None  # already made with that model

@@ -229,3 +229,28 @@ def test_matcher_rebuilt_after_change():
     assert g.identify(e[1], 0.9).label == "Ruth"
     g.remove(g.find("Ruth").id)
     assert g.identify(e[1], 0.9).label == "unknown"
+
+
+def test_identity_rows_are_named_and_stored_as_plain_lists():
+    """Rows are IdentityRow records in memory (issue 14) but the payload and the fingerprint
+    still see ``[id, name, created, updated, n_templates]``, so files and digests do not move."""
+    import hashlib
+    import json
+
+    from edgeface.gallery import payload
+    from edgeface.gallery.payload import IdentityRow
+
+    rng = np.random.default_rng(3)
+    g = Gallery(model=MODEL)
+    info = g.add_identity("Ada", templates(rng, 2), created=1.0, updated=2.0)
+    data = g.to_payload()
+    meta_len = int.from_bytes(data[4:8], "little")
+    stored = json.loads(data[8 : 8 + meta_len])["identities"]
+    assert stored == [[info.id, "Ada", 1.0, 2.0, 2]]
+    cols = payload.decode(data, "test")
+    assert cols.identities == [IdentityRow(info.id, "Ada", 1.0, 2.0, 2)]
+    created, emb, quality, model = g._columns()
+    h = hashlib.sha256(repr([stored, [m.__dict__ for m in g._models]]).encode())
+    for a in (created, emb, quality, model):
+        h.update(np.ascontiguousarray(a).tobytes())
+    assert g.fingerprint() == h.hexdigest()

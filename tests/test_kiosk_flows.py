@@ -119,7 +119,7 @@ def test_a_camera_that_drops_out_is_shown_and_audited(
 ) -> None:
     """A live camera unplugged for a while: the wrapper reconnects with backoff, the page's
     state says "lost" meanwhile, the audit log records both edges, recognition resumes."""
-    from edgeface.camera import Backoff, ResilientSource
+    from edgeface.camera import Backoff
     from edgeface.camera.base import CameraError
     from edgeface.camera.replay import ImageDirectorySource
 
@@ -134,15 +134,9 @@ def test_a_camera_that_drops_out_is_shown_and_audited(
             return super()._read()
 
     cam = Unplugged(files=photos["later"], fps=12, loop=True)
-    hooks: list[Any] = []
-    src = ResilientSource(
-        cam,
-        backoff=Backoff(initial=0.05, maximum=0.2),
-        on_event=lambda e, d: [h(e, d) for h in hooks],
-    )
     cfg = kiosk_config(tmp_path)
-    with running_kiosk(cfg, src, pipeline) as srv:  # type: ignore[arg-type]
-        hooks.append(srv.engine.on_camera_event)
+    backoff = Backoff(initial=0.05, maximum=0.2)  # the engine wraps the live camera itself
+    with running_kiosk(cfg, cam, pipeline, reconnect=backoff) as srv:  # type: ignore[arg-type]
         srv.wait_state(lambda s: s["camera"] == "ok" and s["recognition_fps"] > 0)
         cam.down_from, cam.down_until = time.monotonic(), time.monotonic() + 2.0
         c = Client(srv.url)

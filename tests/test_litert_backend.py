@@ -61,7 +61,7 @@ def rnet_tflite(tmp_path_factory: pytest.TempPathFactory, mtcnn_npz: Path, real_
 
 @pytest.mark.slow
 def test_float_tflite_matches_numpy_reference(rnet_tflite, mtcnn_npz, real_crops) -> None:
-    session = open_session(rnet_tflite[0], "litert", num_threads=2)
+    session = open_session(rnet_tflite[0], "litert", threads=2)
     assert session.info.input_layout == "NHWC"
     assert session.info.input_shape == (None, 24, 24, 3)
     ref = NumpyMTCNNSession(mtcnn_npz, net="rnet").run(real_crops)

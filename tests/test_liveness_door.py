@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from doubles import FakeClock, ManualTimer
 
 from edgeface.camera.replay import ImageDirectorySource
 from edgeface.door.actuators import FailSecureActuator, FileRelayActuator
@@ -17,8 +18,8 @@ from edgeface.door.audit import AuditLog, verify_files
 from edgeface.door.config import parse_config
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.pipeline_identifier import PipelineIdentifier
-from edgeface.door.scripted import FakeClock, ManualTimer
 from edgeface.imaging import load_image
+from edgeface.recognition import FacePipeline
 
 pytestmark = pytest.mark.slow
 SUBJECT = "0001"
@@ -62,9 +63,9 @@ def run_door(tmp_path: Path, frames: list[Path], rig):
         }
     )
     assert cfg.liveness.required
-    ident = PipelineIdentifier(detector=pipeline.detector, embedder=pipeline.embedder,
-                               gallery=gallery, threshold=pipeline.threshold(1e-3),
-                               min_face_size=80, liveness=checker)  # fmt: skip
+    door = FacePipeline(pipeline.detector, pipeline.embedder, min_face_size=80)
+    ident = PipelineIdentifier(door, gallery=gallery, threshold=pipeline.threshold(1e-3),
+                               liveness=checker)  # fmt: skip
     observations = []
     inner = ident.identify
 

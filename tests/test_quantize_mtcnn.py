@@ -17,6 +17,7 @@ import pytest
 from edgeface_tools.quantize.artifacts import MANIFEST_NAME, ArtifactDir
 from edgeface_tools.quantize.mtcnn_export import build_onnx
 
+from edgeface.backends import backend_for_format
 from edgeface.detector import DetectorConfig, MTCNNDetector
 from edgeface.detector.networks import NumpyMTCNNSession
 from edgeface.detector.normalize import normalize
@@ -85,7 +86,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, npz: Path
 
 
 def _detector(out: ArtifactDir, fmt: str, precision: str) -> MTCNNDetector:
-    backend = {"onnx": "onnxruntime", "tflite": "litert"}[fmt]
+    backend = backend_for_format(fmt)
     models = {n: str(out.root / f"mtcnn-{n}-{precision}.{fmt}") for n in ("pnet", "rnet", "onet")}
     return MTCNNDetector(DetectorConfig(backend=backend, models=models))
 

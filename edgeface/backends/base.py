@@ -1,4 +1,4 @@
-"""The session interface every backend implements, and the registry that picks one."""
+"""The session interface every backend implements, and ``open_session`` over the registry."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgeface.backends.registry import get_backend
 from edgeface.errors import ModelError
 
 
@@ -17,8 +18,9 @@ from edgeface.errors import ModelError
 class SessionInfo:
     """What a wrapper needs to know to feed a model: its input shape, layout and dtype.
 
-    ``input_shape`` uses ``None`` for dynamic dimensions. ``input_layout`` is ``"NCHW"`` for
-    ONNX models and ``"NHWC"`` for TFLite models converted by onnx2tf; wrappers transpose
+    ``input_shape`` uses ``None`` for dynamic dimensions. ``input_layout`` is the backend's
+    (``Backend.layout`` in :mod:`edgeface.backends.registry`): ``"NCHW"`` for ONNX models,
+    ``"NHWC"`` for TFLite models converted by onnx2tf and the NumPy MTCNN; wrappers transpose
     accordingly. Quantized I/O is hidden by the session: ``run`` takes and returns float32.
     """
 
@@ -42,37 +44,19 @@ class InferenceSession(Protocol):
 
 SessionFactory = Callable[..., InferenceSession]
 
-#: backend name -> "module:factory"; the module is imported only when the backend is used
-BACKENDS: dict[str, str] = {
-    "onnxruntime": "edgeface.backends.onnxruntime_backend:OnnxRuntimeSession",
-    "litert": "edgeface.backends.litert_backend:LiteRTSession",
-}
-
-
-def register_backend(name: str, target: str) -> None:
-    BACKENDS[name] = target
-
 
 def open_session(
     path: str | Path, backend: str = "onnxruntime", **options: Any
 ) -> InferenceSession:
     """Open ``path`` with the named backend; unknown names and missing runtimes are ModelError."""
-    try:
-        target = BACKENDS[backend]
-    except KeyError:
-        known = ", ".join(sorted(BACKENDS))
-        raise ModelError(f"unknown inference backend '{backend}' (known: {known})") from None
-    module_name, _, attr = target.partition(":")
+    spec = get_backend(backend)
+    module_name, _, attr = spec.target.partition(":")
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ModelError(
             f"backend '{backend}' is not installed ({exc.name}); install edgeface with the "
-            f"matching extra, e.g. pip install 'edgeface[{_extra_for(backend)}]'"
+            f"matching extra, e.g. pip install 'edgeface[{spec.extra or backend}]'"
         ) from exc
     factory: SessionFactory = getattr(module, attr)
     return factory(Path(path), **options)
-
-
-def _extra_for(backend: str) -> str:
-    return {"onnxruntime": "onnx", "litert": "tflite"}.get(backend, backend)

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from edgeface.backends.base import SessionInfo
+from edgeface.backends.registry import get_backend
 from edgeface.errors import ModelError
 
 
@@ -53,20 +54,20 @@ def _quant_params(detail: dict[str, Any]) -> tuple[float, int] | None:
 class LiteRTSession:
     """One ``InferenceSession`` over a ``.tflite`` file.
 
-    ``num_threads`` bounds the XNNPACK / kernel threads (2 on a 2-core board keeps the camera
-    thread responsive). Inputs with a different batch size or, for fully convolutional nets such
-    as P-Net, a different height and width, resize the interpreter on the fly; resizing is
-    skipped when the shape did not change, since reallocation costs more than a small model run.
+    ``threads`` (the option name every backend takes) bounds the XNNPACK / kernel threads (2
+    on a 2-core board keeps the camera thread responsive). Inputs with a different batch size
+    or, for fully convolutional nets such as P-Net, a different height and width, resize the
+    interpreter on the fly; resizing is skipped when the shape did not change, since
+    reallocation costs more than a small model run.
     """
 
-    def __init__(self, path: Path, *, num_threads: int | None = None, threads: int | None = None):
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"model file {path} does not exist")
         interpreter_cls = _interpreter_class()
-        n = num_threads or threads
         try:
-            self._it = interpreter_cls(model_path=str(path), num_threads=n)
+            self._it = interpreter_cls(model_path=str(path), num_threads=threads)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"{path}: LiteRT cannot load this model ({exc})") from exc
         inputs = self._it.get_input_details()
@@ -86,7 +87,12 @@ class LiteRTSession:
             # a dynamic H x W net (P-Net) has a 1x1 placeholder shape that its convs cannot
             # take; it is allocated at the first real input instead
             self._current = None
-        self.info = SessionInfo(input_shape=shape, input_layout="NHWC", backend="litert", path=path)
+        self.info = SessionInfo(
+            input_shape=shape,
+            input_layout=get_backend("litert").layout,
+            backend="litert",
+            path=path,
+        )
         self._order = self._output_order(path)
 
     def _output_order(self, path: Path) -> list[int]:
@@ -98,12 +104,13 @@ class LiteRTSession:
         """
         try:
             runners = self._it.get_signature_list()
+            if len(runners) != 1:
+                return list(range(len(self._outputs)))
+            runner = self._it.get_signature_runner(next(iter(runners)))
+            # output name -> tensor index, through the public SignatureRunner
+            sig = {name: d["index"] for name, d in runner.get_output_details().items()}
         except (AttributeError, ValueError, RuntimeError):
             return list(range(len(self._outputs)))
-        if len(runners) != 1:
-            return list(range(len(self._outputs)))
-        key = next(iter(runners))
-        sig = self._it._get_full_signature_list()[key]["outputs"]  # name -> tensor index
         index_to_pos = {d["index"]: i for i, d in enumerate(self._outputs)}
         names = list(sig)
         if all(n.startswith("output_") and n[7:].isdigit() for n in names):

@@ -9,6 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from edgeface.backends.base import SessionInfo
+from edgeface.backends.registry import get_backend
 from edgeface.errors import ModelError
 
 
@@ -47,7 +48,7 @@ class OnnxRuntimeSession:
         shape = tuple(d if isinstance(d, int) else None for d in inp.shape)
         self.info = SessionInfo(
             input_shape=shape,
-            input_layout="NCHW",
+            input_layout=get_backend("onnxruntime").layout,
             backend="onnxruntime",
             path=path,
         )

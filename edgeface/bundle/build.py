@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from edgeface import __version__
+from edgeface.backends.registry import get_backend
 from edgeface.bundle import envelope, keys, selftest
 from edgeface.bundle.errors import BundleError
 from edgeface.bundle.manifest import MANIFEST_FORMAT, parse
+from edgeface.embedder.model import DEFAULT_EMBEDDER
 from edgeface.modelstore import resolve_model, sha256_file
 from edgeface.modelstore.manifest import get_entry
 
@@ -41,7 +43,7 @@ class BuildSpec:
     version: int
     embedder: Path
     calibration: Path
-    embedder_model: str = "mobilefacenet-dyn"
+    embedder_model: str = DEFAULT_EMBEDDER
     backend: str = "onnxruntime"
     detector_backend: str = "numpy"
     report: Path | None = None
@@ -71,11 +73,9 @@ def _float_source(spec: BuildSpec, embedder_sha: str) -> str:
 
 def _detector_files(backend: str) -> dict[str, tuple[str, Path]]:
     """role -> (path in the bundle, source file); manifest-pinned, sha256-checked files."""
-    names = (
-        {"mtcnn": "mtcnn"}
-        if backend == "numpy"
-        else {net: f"mtcnn-{net}-onnx" for net in ("pnet", "rnet", "onet")}
-    )
+    names = get_backend(backend).mtcnn_entries()
+    if names is None:
+        raise BundleError(f"detector backend '{backend}' has no packaged MTCNN files")
     return {role: (f"models/{get_entry(n).file}", resolve_model(n)) for role, n in names.items()}
 
 

@@ -78,6 +78,19 @@ def _same_owner(dest: Path, src: Path) -> None:
         os.chmod(dest, st.st_mode & 0o777)
 
 
+class _Laps:
+    """Seconds spent in each step of an install, for its report: ``lap(name)`` ends a step."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.times[name] = round(now - self._t, 3)
+        self._t = now
+
+
 @dataclass
 class DeviceConfig:
     root: Path = DEFAULT_ROOT
@@ -262,17 +275,9 @@ class Device:
     ) -> dict[str, Any]:
         """Verify, unpack, self-test, carry the gallery over, switch, restart, health-check;
         roll back when the service restart or the health check fails."""
-        times: dict[str, float] = {}
-        t = time.perf_counter()
+        lap = _Laps()
         if gallery_key is not None:
             gallery_key = functools.cache(gallery_key)  # ask for a passphrase once
-
-        def lap(name: str) -> None:
-            nonlocal t
-            now = time.perf_counter()
-            times[name] = round(now - t, 3)
-            t = now
-
         trusted = trusted_keys(self.config.trusted_keys)
         with self._locked():
             env = envelope.verify(bundle, trusted)
@@ -285,53 +290,15 @@ class Device:
                 raise BundleError(f"{bundle}: version {m.version} is already the active release")
             self._gallery_precheck(m, gallery_key, import_gallery)
             lap("verify_s")
-            stage = self.releases / f".staging-{m.version}-{secrets.token_hex(4)}"
-            stage.mkdir()
-            extract(env, m, stage)
-            (stage / RELEASE_MANIFEST).write_bytes(env.manifest_bytes)
-            (stage / RELEASE_SIGNATURE).write_bytes(env.signature)
-            lap("unpack_s")
-            self.log(f"unpacked {m.name} version {m.version}; self-test")
-            report = selftest.run(stage, m.raw, self.config.backend)
-            lap("selftest_s")
-            if not report.ok:
-                shutil.rmtree(stage, ignore_errors=True)
-                raise SelfTestError(
-                    f"{bundle}: self-test failed, nothing was switched: {report.first_failure()}"
-                )
+            stage, report = self._unpack_and_test(bundle, env, m, lap)
             with contextlib.ExitStack() as hold:
                 migrated = self._carry_gallery(stage, m, hold, gallery_key, import_gallery)
                 lap("gallery_s")
-                _fsync_tree(stage)
-                final = self.release_dir(m.version)
-                if final.exists():  # an older copy of this version (allowed downgrade)
-                    aside = self.releases / f".old-{m.version}-{secrets.token_hex(4)}"
-                    os.rename(final, aside)
-                    os.rename(stage, final)
-                    shutil.rmtree(aside, ignore_errors=True)
-                else:
-                    os.rename(stage, final)
-                fsync_dir(self.releases)
+                self._place_release(stage, m.version)
                 prev_before = self.previous_version()
                 self._switch(m.version, old)
             lap("switch_s")
-            self.log(f"switched current -> releases/{m.version}; restarting services")
-            ok, detail = self._run("restart", self.config.restart_command)
-            if ok:
-                ok, detail = self._run("health check", self.config.health_command)
-            lap("restart_and_health_s")
-            if not ok:
-                self._switch(old, prev_before)
-                self._run("restart", self.config.restart_command)
-                self._save_state(
-                    last={"version": m.version, "result": "rolled back", "why": detail}
-                )
-                back = f"rolled back to {old}" if old is not None else "no release is active"
-                raise SelfTestError(f"{bundle}: {detail}; {back}")
-            self._save_state(
-                highest_version=max(self.highest_version(), m.version),
-                last={"version": m.version, "result": "installed", "at": time.time()},
-            )
+            self._restart_or_roll_back(bundle, m.version, old, prev_before, lap)
             self._prune()
         return {
             "name": m.name,
@@ -339,8 +306,61 @@ class Device:
             "previous": old,
             "selftest": report.checks,
             "gallery": migrated,
-            "seconds": times,
+            "seconds": lap.times,
         }
+
+    def _unpack_and_test(self, bundle: Path, env: Any, m: Manifest, lap: _Laps) -> tuple[Path, Any]:
+        """Unpack into a staging folder and self-test it there; a failure removes it and
+        raises before anything is switched."""
+        stage = self.releases / f".staging-{m.version}-{secrets.token_hex(4)}"
+        stage.mkdir()
+        extract(env, m, stage)
+        (stage / RELEASE_MANIFEST).write_bytes(env.manifest_bytes)
+        (stage / RELEASE_SIGNATURE).write_bytes(env.signature)
+        lap("unpack_s")
+        self.log(f"unpacked {m.name} version {m.version}; self-test")
+        report = selftest.run(stage, m.raw, self.config.backend)
+        lap("selftest_s")
+        if not report.ok:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise SelfTestError(
+                f"{bundle}: self-test failed, nothing was switched: {report.first_failure()}"
+            )
+        return stage, report
+
+    def _place_release(self, stage: Path, version: int) -> None:
+        """Make the tested staging folder ``releases/VERSION``, durably."""
+        _fsync_tree(stage)
+        final = self.release_dir(version)
+        if final.exists():  # an older copy of this version (allowed downgrade)
+            aside = self.releases / f".old-{version}-{secrets.token_hex(4)}"
+            os.rename(final, aside)
+            os.rename(stage, final)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(stage, final)
+        fsync_dir(self.releases)
+
+    def _restart_or_roll_back(
+        self, bundle: Path, version: int, old: int | None, prev_before: int | None, lap: _Laps
+    ) -> None:
+        """Restart the services on the new release; if the restart or the health check
+        fails, switch back to ``old``, restart again and raise."""
+        self.log(f"switched current -> releases/{version}; restarting services")
+        ok, detail = self._run("restart", self.config.restart_command)
+        if ok:
+            ok, detail = self._run("health check", self.config.health_command)
+        lap("restart_and_health_s")
+        if not ok:
+            self._switch(old, prev_before)
+            self._run("restart", self.config.restart_command)
+            self._save_state(last={"version": version, "result": "rolled back", "why": detail})
+            back = f"rolled back to {old}" if old is not None else "no release is active"
+            raise SelfTestError(f"{bundle}: {detail}; {back}")
+        self._save_state(
+            highest_version=max(self.highest_version(), version),
+            last={"version": version, "result": "installed", "at": time.time()},
+        )
 
     def _gallery_source(self, import_gallery: Path | None) -> Path | None:
         cur = self.current / GALLERY

@@ -67,15 +67,16 @@ def open_embedder(root: Path, spec: dict[str, Any], backend: str, *, flip: bool 
 
 def open_detector_nets(root: Path, spec: dict[str, Any]) -> dict[str, Any]:
     """One session per MTCNN net with the detector backend the bundle names."""
-    from edgeface.backends import open_session
+    from edgeface.backends import get_backend, open_session
 
-    backend = spec["backend"]
+    backend = get_backend(spec["backend"])
     files = spec["files"]
-    if backend == "numpy":
+    if backend.whole_cascade:  # one weight file, the net chosen by name
         return {
-            net: open_session(root / files["mtcnn"], "numpy", net=net) for net in DETECTOR_SHAPES
+            net: open_session(root / files["mtcnn"], backend.name, net=net)
+            for net in DETECTOR_SHAPES
         }
-    return {net: open_session(root / files[net], backend) for net in DETECTOR_SHAPES}
+    return {net: open_session(root / files[net], backend.name) for net in DETECTOR_SHAPES}
 
 
 def _run_net(session: Any, x_nhwc: np.ndarray) -> list[np.ndarray]:

@@ -12,6 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from enum import Enum
 
 import numpy as np
 
@@ -28,6 +29,19 @@ class CameraError(EdgefaceError):
 
 class EndOfStream(Exception):
     """A finite source (video file, image directory) has no more frames. Not an error."""
+
+
+class CameraEvent(str, Enum):
+    """A change of a live camera's state, reported with a detail string by
+    :class:`~edgeface.camera.resilient.ResilientSource`. The value is the audit record's name
+    (a ``str`` mixin, so it compares equal to it)."""
+
+    LOST = "camera_lost"
+    RESTORED = "camera_restored"
+
+
+#: receives a camera event and its detail (possibly from a camera reader thread)
+CameraEventHook = Callable[[CameraEvent, str], None]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Build a frame source from a config table: ``{kind = "opencv", device = "/dev/video0"}``.
+"""``[camera]``: a typed :class:`CameraConfig` and the source it builds.
+
+A table such as ``{kind = "opencv", device = "/dev/video0"}`` is checked by :func:`parse_camera`
+with the configuration's one validator (:class:`edgeface.schema.Section`).
 
 Each kind registers a builder and the keys it accepts; unknown kinds and unknown or mistyped
 keys become a :class:`ConfigError` naming the key (``camera.widht: unknown key``), so a typo in
@@ -8,11 +11,14 @@ keys become a :class:`ConfigError` naming the key (``camera.widht: unknown key``
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
+from edgeface.camera.backoff import Backoff
 from edgeface.camera.base import Clock, FrameSource
 from edgeface.errors import ConfigError
+from edgeface.schema import Section
 
 
 @dataclass(frozen=True)
@@ -71,48 +77,85 @@ SOURCE_KINDS: dict[str, SourceKind] = {
 COMMON_KEYS = {"kind", "reconnect_initial_s", "reconnect_max_s"}
 
 
-def _type_ok(value: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool):
-        return bool in types
-    return isinstance(value, types)
+@dataclass(frozen=True)
+class CameraConfig:
+    """``[camera]``: which source, its options, and how a live one reconnects.
+
+    Options a kind does not take stay None (``SOURCE_KINDS`` lists each kind's keys); an
+    option left None is not passed, so the source's own default applies.
+    """
+
+    kind: str
+    #: opencv: device index or path (``/dev/video0``)
+    device: int | str | None = None
+    #: video file (video) or image directory (images)
+    path: str | None = None
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    loop: bool | None = None
+    #: picamera2: which camera
+    camera_num: int | None = None
+    #: the name the source reports in logs and the audit log
+    name: str | None = None
+    #: reconnect backoff of a live source (first wait, longest wait), in seconds; the
+    #: defaults are :class:`Backoff`'s
+    reconnect_initial_s: float = Backoff.initial
+    reconnect_max_s: float = Backoff.maximum
+
+    def source_options(self) -> dict[str, Any]:
+        """Keyword arguments for the kind's builder: the options that were given."""
+        keys = SOURCE_KINDS[self.kind].keys
+        return {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+
+    def with_base(self, base: Path) -> CameraConfig:
+        """Relative ``path`` resolved against ``base`` (the config file's folder)."""
+        return replace(self, path=str(base / self.path)) if self.path else self
 
 
-def validate_source_config(cfg: Mapping[str, Any], section: str = "camera") -> dict[str, Any]:
-    """Check a camera table; return the keyword arguments for its builder."""
-    kind = cfg.get("kind")
+def _is_positive_number(v: float) -> str | None:
+    return None if v > 0 else "expected a positive number"
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be positive"
+
+
+def parse_camera(raw: Any, section: str = "camera") -> CameraConfig:
+    """Check a camera table (unknown or mistyped keys are ConfigErrors naming the key)."""
+    s = Section(raw, section)
+    kind = s.raw.get("kind")
     if not isinstance(kind, str):
         raise ConfigError(f"{section}.kind: missing; one of {', '.join(sorted(SOURCE_KINDS))}")
     spec = SOURCE_KINDS.get(kind)
     if spec is None:
         known = ", ".join(sorted(SOURCE_KINDS))
         raise ConfigError(f"{section}.kind: unknown camera kind '{kind}'; one of {known}")
-    kwargs: dict[str, Any] = {}
-    for key, value in cfg.items():
-        if key in COMMON_KEYS:
-            continue
-        types = spec.keys.get(key)
-        if types is None:
-            allowed = ", ".join(sorted(set(spec.keys) | COMMON_KEYS))
-            raise ConfigError(
-                f"{section}.{key}: unknown key for kind '{kind}' (allowed: {allowed})"
-            )
-        if not _type_ok(value, types):
-            names = " or ".join(t.__name__ for t in types)
-            raise ConfigError(f"{section}.{key}: expected {names}, got {value!r}")
-        if key in ("width", "height", "fps") and value <= 0:
-            raise ConfigError(f"{section}.{key}: must be positive, got {value!r}")
-        kwargs[key] = value
+    s.used.add("kind")
+    d = CameraConfig(kind=kind)
+    options: dict[str, Any] = {}
+    for key in s.raw:
+        if key in spec.keys:
+            check = _positive if key in ("width", "height", "fps") else None
+            options[key] = s.get(key, spec.keys[key], check=check)
+    backoff = {
+        key: s.get(key, float, getattr(d, key), check=_is_positive_number)
+        for key in ("reconnect_initial_s", "reconnect_max_s")
+    }
+    allowed = ", ".join(sorted(set(spec.keys) | COMMON_KEYS))
+    s.finish(f" for kind '{kind}' (allowed: {allowed})")
     for key in spec.required:
-        if key not in kwargs:
+        if key not in options:
             raise ConfigError(f"{section}.{key}: required for kind '{kind}'")
-    return kwargs
+    return CameraConfig(kind=kind, **options, **backoff)
 
 
 def open_source(
-    cfg: Mapping[str, Any], *, clock: Clock | None = None, section: str = "camera"
+    cfg: CameraConfig | Mapping[str, Any], *, clock: Clock | None = None, section: str = "camera"
 ) -> FrameSource:
-    """Create (not yet open) the source described by ``cfg``."""
-    kwargs = validate_source_config(cfg, section)
+    """Create (not yet open) the source described by ``cfg`` (a table is checked first)."""
+    camera = cfg if isinstance(cfg, CameraConfig) else parse_camera(cfg, section)
+    kwargs = camera.source_options()
     if clock is not None:
         kwargs["clock"] = clock
-    return SOURCE_KINDS[str(cfg["kind"])].builder(**kwargs)
+    return SOURCE_KINDS[camera.kind].builder(**kwargs)

@@ -13,9 +13,13 @@ from collections.abc import Callable
 import numpy as np
 
 from edgeface.camera.backoff import Backoff
-from edgeface.camera.base import CameraError, EndOfStream, FrameSource
-
-EventHook = Callable[[str, str], None]
+from edgeface.camera.base import (
+    CameraError,
+    CameraEvent,
+    CameraEventHook,
+    EndOfStream,
+    FrameSource,
+)
 
 
 class ResilientSource(FrameSource):
@@ -31,7 +35,7 @@ class ResilientSource(FrameSource):
         *,
         backoff: Backoff | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        on_event: EventHook | None = None,
+        on_event: CameraEventHook | None = None,
         should_stop: Callable[[], bool] = lambda: False,
         max_failures: int | None = None,
     ) -> None:
@@ -60,7 +64,7 @@ class ResilientSource(FrameSource):
         self.inner.close()
         if not self._lost:
             self._lost = True
-            self.on_event("camera_lost", str(exc))
+            self.on_event(CameraEvent.LOST, str(exc))
         if self.max_failures is not None and self.failures >= self.max_failures:
             raise CameraError(f"{exc} (gave up after {self.failures} attempts)") from exc
         self.sleep(self.backoff.next())
@@ -78,7 +82,7 @@ class ResilientSource(FrameSource):
             if self._lost:
                 self._lost = False
                 self.reconnects += 1
-                self.on_event("camera_restored", f"after {self.failures} failed attempts")
+                self.on_event(CameraEvent.RESTORED, f"after {self.failures} failed attempts")
             self.failures = 0
             self.backoff.reset()
             return frame.image

@@ -3,21 +3,19 @@
 Actions are registered by small ``_register_<action>(actions)`` functions listed in
 :data:`ACTIONS`; to add one (``eval lfw``, ``eval identify``), write its register function
 (it must ``set_defaults(func=...)``) and append it to the list. Shared options (``--data``,
-``--out``, ``--no-progress``) come from :func:`add_common_options` so every action spells
-them the same way.
+``--out``, ``--no-progress``) come from :mod:`edgeface.cli.eval_options` so every action
+spells them the same way; the action modules import that module, never this one.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
-from edgeface.cli.options import add_progress_option, progress
-from edgeface.errors import ConfigError, StorageError
+from edgeface.cli.eval_options import add_common_options, progress, write_json
+from edgeface.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -28,32 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions.required = True
     for register_action in ACTIONS:
         register_action(actions)
-
-
-# ----------------------------------------------------------------------------- shared helpers
-
-
-def add_common_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data",
-        metavar="DIR",
-        help="data folder holding lfw/ and detection/ (default: $EDGEFACE_DATA_DIR or "
-        "../shared/data)",
-    )
-    p.add_argument("--out", metavar="JSON", help="write the full report as JSON here")
-    add_progress_option(p)
-
-
-def write_json(path: str | Path, report: dict[str, Any]) -> None:
-    """Atomic write, so an interrupted run never leaves half a report behind."""
-    out = Path(path)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(out)
-    except OSError as exc:
-        raise StorageError(f"{out}: cannot write report ({exc.strerror or exc})") from exc
 
 
 # ----------------------------------------------------------------------------- eval detect
@@ -200,7 +172,8 @@ def _print_detect(results: dict[str, Any]) -> None:
 
 
 def _register_recognition(actions: argparse._SubParsersAction) -> None:
-    from edgeface.cli.eval_recognition import register_cfp, register_identify, register_lfw
+    from edgeface.cli.eval_identify import register_identify
+    from edgeface.cli.eval_recognition import register_cfp, register_lfw
 
     register_lfw(actions)
     register_cfp(actions)

@@ -14,7 +14,7 @@ from edgeface.errors import ConfigError
 
 
 def register_liveness(actions: argparse._SubParsersAction) -> None:
-    from edgeface.cli.eval_cmd import add_common_options
+    from edgeface.cli.eval_options import add_common_options
 
     p = actions.add_parser(
         "liveness",
@@ -73,9 +73,10 @@ def parse_models(specs: list[str] | None) -> list[tuple[str, tuple[str, ...] | N
 
 
 def _checker(paths: tuple[str, ...] | None, threads: int) -> Any:
+    from edgeface.backends import backend_for_format
     from edgeface.liveness import LivenessChecker, LivenessConfig
 
-    backend = "litert" if paths and paths[0].endswith(".tflite") else "onnxruntime"
+    backend = backend_for_format(Path(paths[0]).suffix.lstrip(".")) if paths else "onnxruntime"
     # threshold 0.5 only to build without a calibration: thresholds are measured below
     cfg = LivenessConfig(paths=paths, backend=backend, threshold=0.5,
                          session_options={"threads": threads})  # fmt: skip
@@ -83,7 +84,7 @@ def _checker(paths: tuple[str, ...] | None, threads: int) -> Any:
 
 
 def _faces(args: argparse.Namespace, sets: list[str], root: Path) -> dict[str, Any]:
-    from edgeface.cli.eval_cmd import progress
+    from edgeface.cli.eval_options import progress
     from edgeface.detector import DetectorConfig, MTCNNDetector
     from edgeface.evaluation.liveness import FaceSet, collect_faces, cut_patches
 
@@ -100,7 +101,7 @@ def _faces(args: argparse.Namespace, sets: list[str], root: Path) -> dict[str, A
 
     faces = {s: collect_faces(root / s, s, det.detect, scales, wrap=wrap) for s in sets}
     if cache is not None:
-        from edgeface.cli.eval_cmd import write_json
+        from edgeface.cli.eval_options import write_json
 
         write_json(cache, {"min_face": args.min_face, "sets": {s: {
             "labels": f.labels, "files": f.files, "no_face": f.no_face, "images": f.images,
@@ -109,7 +110,7 @@ def _faces(args: argparse.Namespace, sets: list[str], root: Path) -> dict[str, A
 
 
 def run_liveness(args: argparse.Namespace) -> int:
-    from edgeface.cli.eval_cmd import write_json
+    from edgeface.cli.eval_options import write_json
     from edgeface.evaluation.datasets import find_data_root
     from edgeface.evaluation.liveness import (
         SPOOF_DIR,

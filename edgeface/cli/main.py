@@ -16,13 +16,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from edgeface import __version__
 from edgeface.blas_threads import use_one_blas_thread
 from edgeface.errors import EdgefaceError
 from edgeface.extras import missing_extra
 from edgeface.quiet import third_party_quiet
+
+if TYPE_CHECKING:
+    from edgeface.recognition import FacePipeline
+
+#: builds a face pipeline (see :func:`main`)
+PipelineFactory = Callable[[], "FacePipeline"]
 
 #: command name -> (module that registers it, one-line help), in the order ``--help`` lists
 #: them. Adding a command is one line here plus its module.
@@ -38,7 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "identify": ("edgeface.cli.gallery_cmd", "who is in this photo? (1:N against the gallery)"),
     "eval": ("edgeface.cli.eval_cmd", "measure detection / recognition quality on research data"),
     "quantize": ("edgeface.cli.quantize_cmd", "build INT8 / FP16 models and the INT8 report"),
-    "bench": ("edgeface.cli.quantize_cmd", "time every embedder variant of an artifacts dir"),
+    "bench": ("edgeface.cli.bench_cmd", "time every embedder variant of an artifacts dir"),
     "fleet": ("edgeface.cli.fleet_cmd", "many doors over MQTT: enrollment, commands, audit"),
     "bundle": ("edgeface.cli.bundle_cmd", "signed model bundles: build, verify, install"),
     "deploy": ("edgeface.cli.deploy_cmd", "push a signed bundle to devices over OpenSSH"),
@@ -85,7 +92,11 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, pipeline_factory: PipelineFactory | None = None
+) -> int:
+    """Run one command; ``pipeline_factory`` replaces how the gallery commands build their
+    face pipeline (tests pass one already loaded)."""
     use_one_blas_thread()  # before the sub-commands import numpy
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv[: argv.index(_command_in(argv))] if _command_in(argv) else False
@@ -93,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with third_party_quiet(debug=debug):
             parser = build_parser(_command_in(argv))
             args = parser.parse_args(argv)
+            if pipeline_factory is not None:
+                args.pipeline_factory = pipeline_factory
             result = args.func(args)
             sys.stdout.flush()  # a closed pipe is reported here, not at interpreter exit
     except EdgefaceError as exc:

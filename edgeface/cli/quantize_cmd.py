@@ -1,10 +1,18 @@
-"""``edgeface quantize build | report`` (offline, needs the ``tools`` extra)."""
+"""``edgeface quantize build | report`` (offline, needs the ``tools`` extra).
+
+``report`` is :mod:`edgeface.cli.quantize_report_cmd`; ``edgeface bench``, which times the
+built models on the device, :mod:`edgeface.cli.bench_cmd`.
+"""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from edgeface.cli import bench_cmd
+from edgeface.cli.quantize_report_cmd import register_report
+from edgeface.cli.tools_extra import require_tools
 from edgeface.errors import ConfigError
 
 
@@ -12,7 +20,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("quantize", help="build INT8 / FP16 models and the float-vs-INT8 report")
     qsub = p.add_subparsers(dest="quantize_command", metavar="ACTION")
     qsub.required = True
+    _register_build(qsub)
+    register_report(qsub)
+    bench_cmd.register(sub)  # `edgeface bench` times what quantize built
 
+
+def _register_build(qsub: argparse._SubParsersAction) -> None:
     b = qsub.add_parser("build", help="quantize / convert the float models into --out")
     b.add_argument("--out", required=True, type=Path, help="output directory for the artifacts")
     b.add_argument(
@@ -68,49 +81,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     b.set_defaults(func=_build)
 
-    r = qsub.add_parser("report", help="size, speed, LFW accuracy, cosine and MTCNN agreement")
-    r.add_argument("--artifacts", required=True, type=Path, help="directory made by build")
-    r.add_argument("--out", required=True, type=Path, help="where JSON / Markdown / PNG go")
-    r.add_argument("--data", type=Path, help="data folder with lfw/ and detection/")
-    r.add_argument("--cache-dir", type=Path, help="cache for the aligned LFW crops")
-    r.add_argument("--no-embedder", action="store_true")
-    r.add_argument("--no-detector", action="store_true")
-    r.add_argument("--detector-images", type=int, default=60, help="images per detection set")
-    r.add_argument("--runs", type=int, default=50, help="timed batch-1 runs per variant")
-    r.add_argument("--threads", type=int, default=2)
-    r.set_defaults(func=_report)
-
-    # `edgeface bench` runs on the device itself (no tools extra: only the runtimes)
-    bn = sub.add_parser("bench", help="time every embedder variant of an artifacts dir here")
-    bn.add_argument("--artifacts", required=True, type=Path, help="directory made by build")
-    bn.add_argument("--report", type=Path, help="quantization_report.json: the accuracy budget")
-    bn.add_argument("--runs", type=int, default=100)
-    bn.add_argument("--threads", type=int, default=2)
-    bn.add_argument("--json", action="store_true", help="print the timings and the pick as JSON")
-    bn.add_argument("--out", type=Path, metavar="JSON", help="also write that JSON here")
-    bn.set_defaults(func=_bench)
-
-
-def _quiet_onnxruntime() -> None:
-    """ORT logs one warning per constant its optimizer folds away in QDQ models: noise."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        return
-    ort.set_default_logger_severity(3)
-
-
-def _tools() -> None:
-    _quiet_onnxruntime()
-    try:
-        import edgeface_tools.quantize  # noqa: F401
-        import onnxruntime.quantization  # noqa: F401
-    except ImportError as exc:
-        raise ConfigError(
-            f"edgeface quantize needs the tools extra ({exc.name} missing): "
-            "pip install 'edgeface[tools]'"
-        ) from exc
-
 
 def _parse_also(specs: list[str]) -> dict[str, object]:
     from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
@@ -132,70 +102,19 @@ def _parse_also(specs: list[str]) -> dict[str, object]:
 
 
 def _build(args: argparse.Namespace) -> int:
-    _tools()
+    require_tools()
     from edgeface_tools.quantize.artifacts import ArtifactDir
-    from edgeface_tools.quantize.build import (
-        EMBEDDERS,
-        BuildOptions,
-        build_embedder,
-        build_mtcnn,
-        check_what,
-    )
-    from edgeface_tools.quantize.calibration import build_calibration_set
-    from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
+    from edgeface_tools.quantize.build import build_mtcnn
 
-    what = check_what([w.strip() for w in args.what.split(",") if w.strip()])
-    mtcnn_calib = args.mtcnn_calib_dir or args.calib_dir
-    embedders = [w for w in what if w in EMBEDDERS]
-    if embedders and args.calib_dir is None:
-        raise ConfigError(
-            f"--calib-dir is needed to quantize {', '.join(embedders)} (photos with faces)"
-        )
-    if len(embedders) > 1 and args.float_model:
-        raise ConfigError("--float-model applies to one embedder; give one in --what")
-    if "mtcnn" in what and mtcnn_calib is None:
-        raise ConfigError("--mtcnn-calib-dir or --calib-dir is needed to quantize mtcnn")
-    keep = tuple(k.strip() for k in args.keep_float.split(",") if k.strip())
-    onnx_opts = OnnxInt8Options(
-        method=args.method,
-        percentile=args.percentile,
-        activation_type=args.activation_type,
-        weight_type=args.weight_type,
-        per_channel=not args.per_tensor,
-        keep_float=keep,
-    )
-    onnx_opts.validate()
+    what, embedders, mtcnn_calib = _what(args)
+    onnx_opts = _onnx_options(args)
     also = _parse_also(args.also)
     if args.faces < 1:
         raise ConfigError("--faces must be positive")
     out = ArtifactDir(args.out)  # unwritable output fails here, before any slow work
     built: list[str] = []
     if embedders:
-        from edgeface_tools.quantize.onnx_int8 import load_onnx_checked
-
-        from edgeface.modelstore import resolve_model
-
-        # a corrupt float model fails now, not after minutes of calibration
-        for name in embedders:
-            load_onnx_checked(args.float_model or resolve_model(EMBEDDERS[name]))
-        calib = build_calibration_set(
-            args.calib_dir,
-            count=args.faces,
-            min_faces=min(args.min_faces, args.faces),
-            seed=args.seed,
-            cache_dir=args.cache_dir,
-            progress=not args.no_progress,
-        )
-        print(f"calibration: {len(calib)} aligned faces from {args.calib_dir}")
-        opts = BuildOptions(
-            onnx=onnx_opts,
-            tflite=not args.no_tflite,
-            tflite_io=args.tflite_io,
-            onnx_variants=also,
-            float_model=args.float_model,  # type: ignore[arg-type]
-        )
-        for name in embedders:
-            built += build_embedder(out, calib, opts, model=name, progress=not args.no_progress)
+        built += _build_embedders(args, out, embedders, onnx_opts, also)
     if "mtcnn" in what:
         built += build_mtcnn(
             out,
@@ -222,116 +141,73 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    _tools()
-    from edgeface_tools.quantize.report import markdown, run_report
+def _what(args: argparse.Namespace) -> tuple[list[str], list[str], Path | None]:
+    """The models to build, the embedders among them and MTCNN's calibration photos."""
+    from edgeface_tools.quantize.build import EMBEDDERS, check_what
 
-    from edgeface.evaluation.datasets import find_data_root
-
-    result, written = run_report(
-        args.artifacts,
-        args.out,
-        data_root=find_data_root(args.data),
-        cache_dir=args.cache_dir,
-        embedder=not args.no_embedder,
-        detector=not args.no_detector,
-        detector_images=args.detector_images,
-        runs=args.runs,
-        threads=args.threads,
-    )
-    print(markdown(result))
-    for p in written:
-        print(f"wrote {p}")
-    return 0
-
-
-def bench_embedders(
-    art_dir: Path, *, runs: int, threads: int, budget: dict[str, bool] | None = None
-) -> dict[str, object]:
-    """ms per face at batch 1 of every MobileFaceNet artifact that this device can run.
-
-    Content does not change the time of a CNN, so a fixed pseudo-random crop is used: the
-    device needs no face photos. ``budget`` (file -> meets the accuracy goals, from the
-    report) restricts the pick to variants whose accuracy was proven on LFW.
-    """
-    import json
-    import time
-
-    import numpy as np
-
-    from edgeface.backends import open_session
-    from edgeface.embedder import Embedder
-    from edgeface.errors import EdgefaceError
-    from edgeface.modelstore import resolve_model
-    from edgeface.modelstore.manifest import get_entry
-
-    try:
-        manifest = json.loads((art_dir / "artifacts.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{art_dir}: no readable artifacts.json ({exc})") from exc
-    prep = get_entry("mobilefacenet-dyn").preprocessing
-    variants = [("float onnx", resolve_model("mobilefacenet-dyn"), "onnxruntime", "fp32")]
-    for a in manifest.get("artifacts", []):
-        if a.get("model") == "mobilefacenet":
-            backend = {"onnx": "onnxruntime", "tflite": "litert"}[a["format"]]
-            variants.append((a["file"], art_dir / a["file"], backend, a["precision"]))
-    crop = np.random.default_rng(0).integers(0, 255, (1, 112, 112, 3), dtype=np.uint8)
-    rows: list[dict[str, object]] = []
-    for name, path, backend, precision in variants:
-        try:
-            session = open_session(path, backend, threads=threads)
-        except EdgefaceError as exc:  # e.g. no LiteRT on this device
-            rows.append({"variant": name, "backend": backend, "error": str(exc)})
-            continue
-        emb = Embedder(session, preprocessing=prep, model_id="mobilefacenet", model_sha256="")
-        for _ in range(5):
-            emb.embed(crop)
-        t0 = time.perf_counter()
-        for _ in range(runs):
-            emb.embed(crop)
-        ms = (time.perf_counter() - t0) * 1000 / runs
-        ok = True if precision == "fp32" or budget is None else budget.get(path.name, False)
-        rows.append(
-            {
-                "variant": name,
-                "path": str(path),
-                "backend": backend,
-                "precision": precision,
-                "ms_per_face_b1": round(ms, 3),
-                "within_budget": ok,
-            }
+    what = check_what([w.strip() for w in args.what.split(",") if w.strip()])
+    mtcnn_calib = args.mtcnn_calib_dir or args.calib_dir
+    embedders = [w for w in what if w in EMBEDDERS]
+    if embedders and args.calib_dir is None:
+        raise ConfigError(
+            f"--calib-dir is needed to quantize {', '.join(embedders)} (photos with faces)"
         )
-    timed = [r for r in rows if "ms_per_face_b1" in r]
-    eligible = [r for r in timed if r["within_budget"]]
-    pick = min(eligible, key=lambda r: r["ms_per_face_b1"]) if eligible else None  # type: ignore[arg-type,return-value]
-    return {"threads": threads, "runs": runs, "variants": rows, "fastest_within_budget": pick}
+    if len(embedders) > 1 and args.float_model:
+        raise ConfigError("--float-model applies to one embedder; give one in --what")
+    if "mtcnn" in what and mtcnn_calib is None:
+        raise ConfigError("--mtcnn-calib-dir or --calib-dir is needed to quantize mtcnn")
+    return what, embedders, mtcnn_calib
 
 
-def _bench(args: argparse.Namespace) -> int:
-    import json
+def _onnx_options(args: argparse.Namespace) -> Any:
+    from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
 
-    _quiet_onnxruntime()
-    budget = None
-    if args.report:
-        try:
-            rep = json.loads(args.report.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{args.report}: unreadable report ({exc})") from exc
-        budget = {r["file"]: bool(r.get("meets_goals")) for r in rep.get("embedder", [])}
-    result = bench_embedders(args.artifacts, runs=args.runs, threads=args.threads, budget=budget)
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(f"{'variant':<36} {'backend':<12} {'ms/face':>8}  budget")
-    for r in result["variants"]:  # type: ignore[union-attr]
-        if "error" in r:
-            print(f"{r['variant']:<36} {r['backend']:<12} {'-':>8}  {r['error']}")
-        else:
-            ok = "ok" if r["within_budget"] else "over"
-            print(f"{r['variant']:<36} {r['backend']:<12} {r['ms_per_face_b1']:>8.2f}  {ok}")
-    pick = result["fastest_within_budget"]
-    if pick:
-        print(f"fastest within the accuracy budget: {pick['variant']} ({pick['backend']})")  # type: ignore[index]
-    return 0
+    keep = tuple(k.strip() for k in args.keep_float.split(",") if k.strip())
+    onnx_opts = OnnxInt8Options(
+        method=args.method,
+        percentile=args.percentile,
+        activation_type=args.activation_type,
+        weight_type=args.weight_type,
+        per_channel=not args.per_tensor,
+        keep_float=keep,
+    )
+    onnx_opts.validate()
+    return onnx_opts
+
+
+def _build_embedders(
+    args: argparse.Namespace,
+    out: Any,
+    embedders: list[str],
+    onnx_opts: Any,
+    also: dict[str, object],
+) -> list[str]:
+    from edgeface_tools.quantize.build import EMBEDDERS, BuildOptions, build_embedder
+    from edgeface_tools.quantize.calibration import build_calibration_set
+    from edgeface_tools.quantize.onnx_int8 import load_onnx_checked
+
+    from edgeface.modelstore import resolve_model
+
+    # a corrupt float model fails now, not after minutes of calibration
+    for name in embedders:
+        load_onnx_checked(args.float_model or resolve_model(EMBEDDERS[name]))
+    calib = build_calibration_set(
+        args.calib_dir,
+        count=args.faces,
+        min_faces=min(args.min_faces, args.faces),
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+        progress=not args.no_progress,
+    )
+    print(f"calibration: {len(calib)} aligned faces from {args.calib_dir}")
+    opts = BuildOptions(
+        onnx=onnx_opts,
+        tflite=not args.no_tflite,
+        tflite_io=args.tflite_io,
+        onnx_variants=also,
+        float_model=args.float_model,
+    )
+    built: list[str] = []
+    for name in embedders:
+        built += build_embedder(out, calib, opts, model=name, progress=not args.no_progress)
+    return built

@@ -153,9 +153,11 @@ _HELPER_BOOT = (
 class HelperProcess:
     """One helper process: it opens the MTCNN weights itself and answers share requests."""
 
-    def __init__(self, weights: Path, frame_fd: int, cpu: int | None = None) -> None:
+    def __init__(
+        self, weights: Path, frame_fd: int, cpu: int | None = None, *, backend: str = "numpy"
+    ) -> None:
         self._process: subprocess.Popen[bytes] | None = subprocess.Popen(
-            [sys.executable, "-c", _HELPER_BOOT, str(weights), str(frame_fd)],
+            [sys.executable, "-c", _HELPER_BOOT, str(weights), str(frame_fd), backend],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             pass_fds=(frame_fd,),
@@ -261,13 +263,17 @@ class WorkShare:
     #: to one-thread timings of a 640x480 pyramid on x86 (~0.14 ms per 1000 pixels + ~0.3 ms)
     LEVEL_OVERHEAD = 2000
 
-    def __init__(self, weights: Path, helpers: int, pin_cpus: bool = True) -> None:
+    def __init__(
+        self, weights: Path, helpers: int, pin_cpus: bool = True, *, backend: str = "numpy"
+    ) -> None:
         self.frame = SharedFrame(_shared_fd())
         if not blas_is_single_threaded():
             _warn_blas_threads()
         self._cpus = _cpu_plan(helpers + 1) if pin_cpus else None
         cpus = self._cpus[1:] if self._cpus else [None] * helpers
-        self._helpers = [HelperProcess(weights, self.frame.fd, cpu) for cpu in cpus]
+        self._helpers = [
+            HelperProcess(weights, self.frame.fd, cpu, backend=backend) for cpu in cpus
+        ]
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[None]:
@@ -446,16 +452,19 @@ def _balance(costs: list[float], parties: int) -> list[list[int]]:
 # -- helper-process side ----------------------------------------------------------------------
 
 
-def serve(weights: Path, fd: int, requests: BinaryIO, replies: BinaryIO) -> None:
-    """Answer requests until ``requests`` ends."""
-    from edgeface.detector.networks import NumpyMTCNNSession
-    from edgeface.detector.stages import OutputStage, RefineStage
+def serve(
+    weights: Path, fd: int, requests: BinaryIO, replies: BinaryIO, backend: str = "numpy"
+) -> None:
+    """Answer requests until ``requests`` ends.
 
-    pnet = ProposalStage(NumpyMTCNNSession(weights, net="pnet"))
-    crop_stages: dict[str, CropStage] = {
-        "rnet": RefineStage(NumpyMTCNNSession(weights, net="rnet")),
-        "onet": OutputStage(NumpyMTCNNSession(weights, net="onet")),
-    }
+    ``backend`` is a whole-cascade backend (one ``weights`` file, the net chosen by name);
+    the stages are built as the detector builds its own.
+    """
+    from edgeface.backends.base import open_session
+    from edgeface.detector.stages import cascade_stages
+
+    pnet, rnet, onet = cascade_stages(lambda net: open_session(weights, backend, net=net))
+    crop_stages: dict[str, CropStage] = {"rnet": rnet, "onet": onet}
     frame = SharedFrame(fd)
     while (message := read_message(requests)) is not None:
         header, arrays = message

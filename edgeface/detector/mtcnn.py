@@ -20,23 +20,21 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from edgeface.backends.base import InferenceSession, open_session, register_backend
+from edgeface.backends.base import InferenceSession, open_session
+from edgeface.backends.registry import get_backend
 from edgeface.detector import boxes as B
 from edgeface.detector.helper import InProcess, WorkShare
 from edgeface.detector.normalize import normalize
 from edgeface.detector.stages import (
     Candidates,
     CropStage,
-    OutputStage,
-    ProposalStage,
-    RefineStage,
+    cascade_stages,
 )
 from edgeface.errors import ConfigError
+from edgeface.face_sizes import DETECTOR_MIN_FACE
 from edgeface.imaging import ensure_rgb_uint8
 from edgeface.modelstore import resolve_model
 from edgeface.types import Face
-
-register_backend("numpy", "edgeface.detector.networks:NumpyMTCNNSession")
 
 NETS = ("pnet", "rnet", "onet")
 
@@ -45,19 +43,22 @@ NETS = ("pnet", "rnet", "onet")
 class DetectorConfig:
     """Everything that changes what the cascade finds, with the published defaults."""
 
-    min_face_size: float = 20.0
+    #: smallest face the pyramid searches for (see :mod:`edgeface.face_sizes`)
+    min_face_size: float = DETECTOR_MIN_FACE
     scale_factor: float = 0.709
     thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)
     nms_pnet_scale: float = 0.5
     nms_pnet_all: float = 0.7
     nms_rnet: float = 0.7
     nms_onet: float = 0.7
-    #: inference backend for the three networks: "numpy", "onnxruntime" or "litert"
+    #: inference backend for the three networks (:mod:`edgeface.backends.registry`):
+    #: "numpy", "onnxruntime" or "litert"
     backend: str = "numpy"
-    #: per-network model files for non-NumPy backends ({"pnet": path, ...}); the onnxruntime
-    #: backend defaults to the float exports in the manifest (mtcnn-pnet-onnx, ...)
+    #: model files by role: {"mtcnn": path} for a whole-cascade backend (NumPy), else
+    #: {"pnet": path, ...}; a missing role falls back to the backend's manifest default
+    #: (``Backend.mtcnn_entry``: the float ONNX exports for onnxruntime, none for litert)
     models: dict[str, str] = field(default_factory=dict)
-    #: options passed to the backend session (e.g. {"threads": 2})
+    #: options passed to each session of a per-net backend (e.g. {"threads": 2})
     session_options: dict[str, object] = field(default_factory=dict)
     #: processes that share one frame's work (pyramid levels, crop batches) with the NumPy
     #: backend: ``workers - 1`` helper processes (see :mod:`edgeface.detector.helper`);
@@ -104,15 +105,16 @@ class MTCNNDetector:
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
-        sessions = {net: self._open(net) for net in NETS}
-        self.pnet = ProposalStage(sessions["pnet"])
-        self.rnet = RefineStage(sessions["rnet"])
-        self.onet = OutputStage(sessions["onet"])
+        backend = get_backend(self.config.backend)
+        self.pnet, self.rnet, self.onet = cascade_stages(self._open)
         self._in_process = InProcess()
         self._share: WorkShare | None = None
-        if self.config.backend == "numpy" and self.config.workers > 1:
+        if backend.whole_cascade and self.config.workers > 1:  # helpers open the one file
             self._share = WorkShare(
-                self._numpy_weights(), self.config.workers - 1, pin_cpus=self.config.pin_cpus
+                self._model_file("mtcnn"),
+                self.config.workers - 1,
+                pin_cpus=self.config.pin_cpus,
+                backend=backend.name,
             )
             weakref.finalize(self, self._share.close)
         self._lock = threading.Lock()  # one frame at a time through the shared helpers
@@ -155,21 +157,21 @@ class MTCNNDetector:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _numpy_weights(self) -> Path:
-        models = self.config.models
-        return Path(models["mtcnn"]) if "mtcnn" in models else resolve_model("mtcnn")
+    def _model_file(self, role: str) -> Path:
+        """The file of ``role`` ("mtcnn" or a net): configured, else the backend's default."""
+        if role in self.config.models:
+            return Path(self.config.models[role])
+        backend = get_backend(self.config.backend)
+        entries = backend.mtcnn_entries()
+        if entries is None:
+            raise ConfigError(f"detector backend '{backend.name}' needs a model file for '{role}'")
+        return resolve_model(entries[role])
 
     def _open(self, net: str) -> InferenceSession:
-        cfg = self.config
-        if cfg.backend == "numpy":
-            return open_session(self._numpy_weights(), "numpy", net=net)
-        if net in cfg.models:
-            path = Path(cfg.models[net])
-        elif cfg.backend == "onnxruntime":
-            path = resolve_model(f"mtcnn-{net}-onnx")  # exported from the same weights
-        else:
-            raise ConfigError(f"detector backend '{cfg.backend}' needs a model file for '{net}'")
-        return open_session(path, cfg.backend, **cfg.session_options)
+        backend = get_backend(self.config.backend)
+        if backend.whole_cascade:  # one weight file, the net chosen by name
+            return open_session(self._model_file("mtcnn"), backend.name, net=net)
+        return open_session(self._model_file(net), backend.name, **self.config.session_options)
 
     def detect(self, image: np.ndarray, *, color: Literal["rgb", "bgr"] = "rgb") -> list[Face]:
         """Faces in ``image`` (uint8 HxWx3 in ``color`` order), highest score first."""

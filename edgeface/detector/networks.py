@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeface.backends.base import SessionInfo
+from edgeface.backends.registry import get_backend
 from edgeface.detector import layers as L
 from edgeface.errors import ModelError
 
@@ -46,7 +47,7 @@ class NumpyMTCNNSession:
         size = INPUT_SIZES[net]
         self.info = SessionInfo(
             input_shape=(None, size, size, 3),
-            input_layout="NHWC",
+            input_layout=get_backend("numpy").layout,
             backend="numpy",
             path=Path(path),
         )

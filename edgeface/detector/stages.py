@@ -175,3 +175,17 @@ class OutputStage(CropStage):
         landmarks = np.stack([xs, ys], axis=2)
         final = Candidates(B.regress(boxes, offsets), prob, landmarks=landmarks)
         return final.take(B.nms(final.boxes, final.scores, nms, "min"))
+
+
+def cascade_stages(
+    open_net: Callable[[str], InferenceSession],
+) -> tuple[ProposalStage, RefineStage, OutputStage]:
+    """P-Net, R-Net and O-Net stages over the sessions ``open_net("pnet" | "rnet" | "onet")``.
+
+    One construction for the detector and its helper processes, so the two cannot drift.
+    """
+    return (
+        ProposalStage(open_net("pnet")),
+        RefineStage(open_net("rnet")),
+        OutputStage(open_net("onet")),
+    )

@@ -3,7 +3,9 @@
 Modules, one job each: ``config`` (door.toml), ``identify`` (the Identifier protocol),
 ``policy`` (unlock decision), ``lockout`` (anti-hammering), ``actuators`` (relays, fail-secure
 wrapper), ``audit`` (hash-chained log), ``notify`` (sd_notify), ``feed`` (frame dropping),
-``daemon`` (the loop), ``service`` (wiring from config), ``health`` (``--check``).
+``inbox`` (camera events and the stop flag, shared by the camera and the loop),
+``pipeline_identifier`` (FacePipeline + gallery -> Observation), ``daemon`` (the loop),
+``service`` (wiring from config), ``health`` (``--check``).
 """
 
 from edgeface.door.config import DoorConfig, load_config, parse_config

@@ -28,7 +28,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edgeface.errors import ConfigError, EdgefaceError
+from edgeface.door.actuator_config import DEFAULT_GPIO_CHIP, ActuatorConfig, parse_actuator
+from edgeface.errors import EdgefaceError
 
 log = logging.getLogger("edgeface.door")
 
@@ -265,7 +266,7 @@ class GpiodActuator(Actuator):
 
     def __init__(
         self,
-        chip: str = "/dev/gpiochip0",
+        chip: str = DEFAULT_GPIO_CHIP,
         line: int = 17,
         active_low: bool = False,
         module: Any = None,
@@ -416,45 +417,6 @@ class FailSecureActuator:
 
 # --- configuration ---------------------------------------------------------------------------
 
-_KEYS: dict[str, dict[str, tuple[type, ...]]] = {
-    "dryrun": {},
-    "file": {"path": (str,)},
-    "command": {"unlock_command": (list,), "lock_command": (list,), "timeout_s": (int, float)},
-    "gpiozero": {"pin": (int, str), "active_high": (bool,)},
-    "gpiod": {"chip": (str,), "line": (int,), "active_low": (bool,)},
-}
-_REQUIRED = {
-    "file": ("path",),
-    "command": ("unlock_command", "lock_command"),
-    "gpiozero": ("pin",),
-    "gpiod": ("line",),
-}
-
-
-def validate_actuator_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    kind = cfg.get("kind")
-    if kind not in _KEYS:
-        raise ConfigError(f"actuator.kind: one of {', '.join(sorted(_KEYS))}, got {kind!r}")
-    out: dict[str, Any] = {"kind": kind}
-    for key, value in cfg.items():
-        if key == "kind":
-            continue
-        types = _KEYS[kind].get(key)
-        if types is None:
-            raise ConfigError(f"actuator.{key}: unknown key for kind '{kind}'")
-        ok = (bool in types) if isinstance(value, bool) else isinstance(value, types)
-        if not ok:
-            names = " or ".join(t.__name__ for t in types)
-            raise ConfigError(f"actuator.{key}: expected {names}, got {value!r}")
-        if isinstance(value, list) and (not value or not all(isinstance(a, str) for a in value)):
-            raise ConfigError(f"actuator.{key}: must be a non-empty list of strings")
-        out[key] = value
-    for key in _REQUIRED.get(kind, ()):
-        if key not in out:
-            raise ConfigError(f"actuator.{key}: required for kind '{kind}'")
-    return out
-
-
 _BUILDERS: dict[str, Callable[..., Actuator]] = {
     "dryrun": DryRunActuator,
     "file": FileRelayActuator,
@@ -464,7 +426,7 @@ _BUILDERS: dict[str, Callable[..., Actuator]] = {
 }
 
 
-def make_actuator(cfg: Mapping[str, Any]) -> Actuator:
-    """Build (not yet open) the actuator of a validated ``[actuator]`` table."""
-    kwargs = dict(validate_actuator_config(cfg))
-    return _BUILDERS[kwargs.pop("kind")](**kwargs)
+def make_actuator(cfg: ActuatorConfig | Mapping[str, Any]) -> Actuator:
+    """Build (not yet open) the actuator of ``[actuator]`` (a table is checked first)."""
+    config = cfg if isinstance(cfg, ActuatorConfig) else parse_actuator(cfg)
+    return _BUILDERS[config.kind](**config.options())

@@ -341,10 +341,10 @@ class AuditLog:
     def _write_head(self) -> None:
         if self.first_hash is None:
             return
-        from edgeface.gallery.durable import atomic_write
+        from edgeface.storage import atomic_write
 
         head = Head(self.seq, self.head, self.first_seq, self.first_hash).signed(self.key)
-        atomic_write(self.head_path, head.encode(), backup=False)
+        atomic_write(self.head_path, head.encode(), what="audit head")
 
     def _rotate_file(self) -> None:
         olds = rotated_files(self.path)
@@ -454,10 +454,7 @@ def verify_files(
     """
     paths = [Path(f) for f in files]
     report = VerifyReport(files=paths)
-    prev_hash: str | None = None
-    prev_seq: int | None = None
-    first_hash: str | None = None
-    macs_seen = unmacd = 0
+    chain = _ChainCheck(report, key)
     for path in paths:
         try:
             lines = list(_lines(path))
@@ -465,82 +462,126 @@ def verify_files(
             report.errors.append(f"{path}: cannot read ({exc.strerror or exc})")
             return report
         for lineno, line, torn in lines:
-            where = f"{path}:{lineno}"
-            try:
-                rec = json.loads(line)
-                seq, prev, own = int(rec["seq"]), str(rec["prev"]), str(rec["hash"])
-            except (ValueError, KeyError, TypeError, AttributeError):
-                if torn:
-                    report.warnings.append(f"{where}: incomplete last line (crash during a write?)")
-                    continue
-                report.errors.append(f"{where}: not an audit record")
+            if not chain.record(f"{path}:{lineno}", line, torn):
                 return report
-            if record_hash(rec) != own:
-                report.errors.append(f"{where}: seq {seq} was modified (its hash does not match)")
-                return report
-            mac = rec.get("mac")
-            if key is not None:
-                if mac is None and macs_seen:
-                    report.errors.append(f"{where}: seq {seq} has no MAC (inserted or forged)")
-                    return report
-                if mac is None:
-                    unmacd += 1
-                elif not hmac.compare_digest(str(mac), record_mac(key, own)):
-                    report.errors.append(
-                        f"{where}: seq {seq} MAC does not match: forged or edited without the "
-                        "key (or verified with the wrong key)"
-                    )
-                    return report
-            if mac is not None:
-                macs_seen += 1
-            if prev_hash is None:
-                if prev != GENESIS:
-                    report.warnings.append(
-                        f"{where}: chain starts at seq {seq}, linked to an earlier file that "
-                        "was not given (pruned by rotation, or pass the older files too)"
-                    )
-                report.first_seq = seq
-                first_hash = own
-            elif prev != prev_hash:
-                report.errors.append(
-                    f"{where}: seq {seq} does not link to the record before it "
-                    "(a line was edited, removed or reordered)"
-                )
-                return report
-            if prev_seq is not None and seq != prev_seq + 1:
-                report.errors.append(
-                    f"{where}: seq {seq} follows seq {prev_seq} (a record is missing or moved)"
-                )
-                return report
-            if torn:
-                report.warnings.append(f"{where}: last line has no newline (crash during a write?)")
-            if rec.get("event") == TAMPER_EVENT:
-                report.errors.append(
-                    f"{where}: the writer found the log tampered with: {rec.get('reason')}"
-                )
-            prev_hash, prev_seq = own, seq
-            report.records += 1
-    if prev_hash is not None and prev_seq is not None:
-        report.head, report.last_seq = prev_hash, prev_seq
-    if key is None and macs_seen:
-        report.warnings.append(
-            f"{macs_seen} records carry a MAC that was not checked: give the audit key "
-            "(--key-file or --key-credential) to detect forged records"
-        )
-    elif unmacd:
-        report.warnings.append(f"{unmacd} records from before the log had a key carry no MAC")
+    chain.finish()
     if head is not None:
-        first_seq = report.first_seq if report.first_seq is not None else report.last_seq + 1
-        problems = head_problems(
-            head, key, report.last_seq, report.head, first_seq, first_hash, lag_ok=True
-        )
-        report.errors.extend(problems)
-        if not problems and report.last_seq == head.seq + 1:
-            report.warnings.append(
-                f"the head file lags one record (seq {report.last_seq}): the writer stopped "
-                "between the record and the head"
-            )
+        _check_head(report, head, key, chain.first_hash)
     return report
+
+
+class _ChainCheck:
+    """The state of :func:`verify_files` as it walks the records: the link to the record
+    before, and how many records carry a MAC. Each check appends to ``report``."""
+
+    def __init__(self, report: VerifyReport, key: bytes | None) -> None:
+        self.report = report
+        self.key = key
+        self.prev_hash: str | None = None
+        self.prev_seq: int | None = None
+        self.first_hash: str | None = None
+        self.macs_seen = 0
+        self.unmacd = 0
+
+    def record(self, where: str, line: bytes, torn: bool) -> bool:
+        """Check one line; False when the chain is broken there (stop)."""
+        report = self.report
+        try:
+            rec = json.loads(line)
+            seq, prev, own = int(rec["seq"]), str(rec["prev"]), str(rec["hash"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            if torn:
+                report.warnings.append(f"{where}: incomplete last line (crash during a write?)")
+                return True
+            report.errors.append(f"{where}: not an audit record")
+            return False
+        if record_hash(rec) != own:
+            report.errors.append(f"{where}: seq {seq} was modified (its hash does not match)")
+            return False
+        if not self._mac_ok(where, seq, own, rec.get("mac")):
+            return False
+        if not self._link_ok(where, seq, prev, own):
+            return False
+        if torn:
+            report.warnings.append(f"{where}: last line has no newline (crash during a write?)")
+        if rec.get("event") == TAMPER_EVENT:
+            report.errors.append(
+                f"{where}: the writer found the log tampered with: {rec.get('reason')}"
+            )
+        self.prev_hash, self.prev_seq = own, seq
+        report.records += 1
+        return True
+
+    def _mac_ok(self, where: str, seq: int, own: str, mac: Any) -> bool:
+        if self.key is not None:
+            if mac is None and self.macs_seen:
+                self.report.errors.append(f"{where}: seq {seq} has no MAC (inserted or forged)")
+                return False
+            if mac is None:
+                self.unmacd += 1
+            elif not hmac.compare_digest(str(mac), record_mac(self.key, own)):
+                self.report.errors.append(
+                    f"{where}: seq {seq} MAC does not match: forged or edited without the "
+                    "key (or verified with the wrong key)"
+                )
+                return False
+        if mac is not None:
+            self.macs_seen += 1
+        return True
+
+    def _link_ok(self, where: str, seq: int, prev: str, own: str) -> bool:
+        report = self.report
+        if self.prev_hash is None:
+            if prev != GENESIS:
+                report.warnings.append(
+                    f"{where}: chain starts at seq {seq}, linked to an earlier file that "
+                    "was not given (pruned by rotation, or pass the older files too)"
+                )
+            report.first_seq = seq
+            self.first_hash = own
+        elif prev != self.prev_hash:
+            report.errors.append(
+                f"{where}: seq {seq} does not link to the record before it "
+                "(a line was edited, removed or reordered)"
+            )
+            return False
+        if self.prev_seq is not None and seq != self.prev_seq + 1:
+            report.errors.append(
+                f"{where}: seq {seq} follows seq {self.prev_seq} (a record is missing or moved)"
+            )
+            return False
+        return True
+
+    def finish(self) -> None:
+        """After the last record: the chain's head, and the MAC warnings."""
+        report = self.report
+        if self.prev_hash is not None and self.prev_seq is not None:
+            report.head, report.last_seq = self.prev_hash, self.prev_seq
+        if self.key is None and self.macs_seen:
+            report.warnings.append(
+                f"{self.macs_seen} records carry a MAC that was not checked: give the audit key "
+                "(--key-file or --key-credential) to detect forged records"
+            )
+        elif self.unmacd:
+            report.warnings.append(
+                f"{self.unmacd} records from before the log had a key carry no MAC"
+            )
+
+
+def _check_head(
+    report: VerifyReport, head: Head, key: bytes | None, first_hash: str | None
+) -> None:
+    """The newest and oldest records against the head file."""
+    first_seq = report.first_seq if report.first_seq is not None else report.last_seq + 1
+    problems = head_problems(
+        head, key, report.last_seq, report.head, first_seq, first_hash, lag_ok=True
+    )
+    report.errors.extend(problems)
+    if not problems and report.last_seq == head.seq + 1:
+        report.warnings.append(
+            f"the head file lags one record (seq {report.last_seq}): the writer stopped "
+            "between the record and the head"
+        )
 
 
 def verify_log(

@@ -7,87 +7,26 @@ unknown keys are errors too: a door unit runs for months unattended, so a misspe
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgeface.camera.factory import validate_source_config
+from edgeface.camera.factory import CameraConfig, parse_camera
+from edgeface.door.actuator_config import ActuatorConfig, parse_actuator
+from edgeface.embedder.model import DEFAULT_EMBEDDER
 from edgeface.errors import ConfigError
+from edgeface.face_sizes import DOOR_SEARCH_SHARE, POLICY_MIN_FACE, detector_search_size
 from edgeface.fleet.config import MqttConfig, parse_mqtt
 from edgeface.liveness.calibration import DEFAULT_TARGET_BPCER
+from edgeface.recognition.calibration import DEFAULT_FAR
+from edgeface.schema import Section, non_negative, positive, str_list, unit_interval
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
-
-
-class Section:
-    """Typed, key-naming access to one TOML table; ``finish`` rejects keys nobody read."""
-
-    def __init__(self, raw: Any, name: str) -> None:
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, Mapping):
-            raise ConfigError(f"{name}: expected a table, got {type(raw).__name__}")
-        self.raw = dict(raw)
-        self.name = name
-        self.used: set[str] = set()
-
-    def get(
-        self,
-        key: str,
-        kind: type | tuple[type, ...],
-        default: Any = None,
-        *,
-        required: bool = False,
-        check: Callable[[Any], str | None] | None = None,
-    ) -> Any:
-        self.used.add(key)
-        where = f"{self.name}.{key}"
-        if key not in self.raw:
-            if required:
-                raise ConfigError(f"{where}: required")
-            return default
-        value = self.raw[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        ok = (bool in kinds) if isinstance(value, bool) else isinstance(value, kinds)
-        if not ok:
-            names = " or ".join(k.__name__ for k in kinds)
-            raise ConfigError(f"{where}: expected {names}, got {value!r}")
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
-        if check is not None and (problem := check(value)):
-            raise ConfigError(f"{where}: {problem}, got {value!r}")
-        return value
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.raw) - self.used)
-        if unknown:
-            raise ConfigError(f"{self.name}.{unknown[0]}: unknown key")
-
-
-def positive(v: float) -> str | None:
-    return None if v > 0 else "must be > 0"
-
-
-def non_negative(v: float) -> str | None:
-    return None if v >= 0 else "must be >= 0"
-
-
-def unit_interval(v: float) -> str | None:
-    return None if 0 < v < 1 else "must be between 0 and 1 (exclusive)"
-
-
-def str_list(v: list[Any]) -> str | None:
-    if not v or not all(isinstance(x, str) and x for x in v):
-        return "must be a non-empty list of strings"
-    return None
 
 
 @dataclass(frozen=True)
@@ -99,8 +38,14 @@ class PolicyConfig:
     window_s: float = 3.0
     unlock_s: float = 5.0
     cooldown_s: float = 2.0
-    min_face_size: float = 80.0
+    #: smallest face a frame counts with (see :mod:`edgeface.face_sizes`)
+    min_face_size: float = POLICY_MIN_FACE
     min_quality: float = 0.9
+
+    @property
+    def detector_min_face_size(self) -> float:
+        """The door detector's search minimum: a little below ``min_face_size``."""
+        return detector_search_size(self.min_face_size, DOOR_SEARCH_SHARE)
 
 
 @dataclass(frozen=True)
@@ -126,14 +71,14 @@ class RecognitionConfig:
     """``target_fpir`` (default) scales the threshold with the gallery; ``far`` fixes a
     per-comparison FAR instead; ``threshold`` pins the cosine. At most one of the three."""
 
-    far: float = 1e-3
+    far: float = DEFAULT_FAR
     threshold: float | None = None
     target_fpir: float | None = DEFAULT_TARGET_FPIR
     select: str = "largest"
     max_fps: float = 5.0
     #: manifest names whose sha256 ``--check`` verifies
-    models: tuple[str, ...] = ("mtcnn", "edgeface-xs")
-    embedder_model: str = "edgeface-xs"
+    models: tuple[str, ...] = ("mtcnn", DEFAULT_EMBEDDER)
+    embedder_model: str = DEFAULT_EMBEDDER
     #: explicit embedder file (e.g. the INT8 model); its manifest entry is ``embedder_model``
     embedder_path: Path | None = None
     detector_backend: str = "numpy"
@@ -202,8 +147,8 @@ class LivenessCheckConfig:
 
 @dataclass(frozen=True)
 class DoorConfig:
-    camera: dict[str, Any]
-    actuator: dict[str, Any]
+    camera: CameraConfig
+    actuator: ActuatorConfig
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     lockout: LockoutConfig = field(default_factory=LockoutConfig)
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
@@ -372,13 +317,6 @@ def _liveness(s: Section, base: Path) -> LivenessCheckConfig:
     )
 
 
-def _actuator(raw: Any) -> dict[str, Any]:
-    from edgeface.door.actuators import validate_actuator_config
-
-    s = Section(raw, "actuator")
-    return validate_actuator_config(s.raw)
-
-
 def parse_config(
     raw: Mapping[str, Any], *, source: str = "<dict>", base: Path | None = None
 ) -> DoorConfig:
@@ -391,14 +329,7 @@ def parse_config(
         raise ConfigError('camera: required section (e.g. [camera] kind = "picamera2")')
     if "actuator" not in raw:
         raise ConfigError('actuator: required section (e.g. [actuator] kind = "dryrun")')
-    camera = Section(raw["camera"], "camera").raw
-    validate_source_config(camera, "camera")
-    if camera.get("kind") in ("images", "video") and "path" in camera:
-        camera["path"] = str(base / camera["path"])
-    for key in ("reconnect_initial_s", "reconnect_max_s"):
-        v = camera.get(key)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
-            raise ConfigError(f"camera.{key}: expected a positive number, got {v!r}")
+    camera = parse_camera(raw["camera"]).with_base(base)
     builders: dict[str, Callable[[Section, Path], Any]] = {
         "policy": lambda s, b: _policy(s),
         "lockout": lambda s, b: _lockout(s),
@@ -417,9 +348,7 @@ def parse_config(
         s = Section(raw["mqtt"], "mqtt")
         out["mqtt"] = parse_mqtt(s, base)
         s.finish()
-    actuator = _actuator(raw["actuator"])
-    if actuator["kind"] == "file":
-        actuator["path"] = str(base / actuator["path"])
+    actuator = parse_actuator(raw["actuator"]).with_base(base)
     return DoorConfig(camera=camera, actuator=actuator, source=source, **out)
 
 

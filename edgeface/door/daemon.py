@@ -20,18 +20,19 @@ import logging
 import math
 import queue
 import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
 from typing import Any
 
-from edgeface.camera.base import CameraError, EndOfStream, FrameSource
+from edgeface.camera.base import CameraError, CameraEvent, EndOfStream, FrameSource
 from edgeface.door.actuators import FailSecureActuator
 from edgeface.door.audit import AuditLog
 from edgeface.door.config import DoorConfig
 from edgeface.door.feed import FrameFeed
 from edgeface.door.identify import Identifier, Observation
+from edgeface.door.inbox import DoorInbox
 from edgeface.door.live_gallery import GalleryEvent, LiveGallery
 from edgeface.door.lockout import Lockout
 from edgeface.door.notify import Notifier
@@ -107,6 +108,7 @@ class DoorDaemon:
         sleep: Callable[[float], None] = time.sleep,
         drop_frames: bool | None = None,
         gallery: LiveGallery | None = None,
+        inbox: DoorInbox | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -125,14 +127,16 @@ class DoorDaemon:
             drop_frames = (
                 cfg.daemon.drop_frames if cfg.daemon.drop_frames is not None else source.live
             )
-        self.feed = FrameFeed(source, drop_frames=drop_frames)
+        #: camera events and the stop flag, shared with the camera source (see door.inbox)
+        self.inbox = inbox or DoorInbox()
+        if self.inbox.on_camera_lost is None:
+            self.inbox.on_camera_lost = actuator.lock
+        self.stop_requested = self.inbox.stop
+        self.feed = FrameFeed(source, drop_frames=drop_frames, stop=self.inbox.stop)
         self.stats = Stats()
-        self.events: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
-        self.stop_requested = threading.Event()
         self._min_interval = 1.0 / cfg.recognition.max_fps
         self._last_processed = float("-inf")
         self._consecutive_errors = 0
-        self._lockout_until: float | None = None
         self._stalled = False
         self._last_frame_t: float | None = None
         self._last_status = float("-inf")
@@ -144,11 +148,10 @@ class DoorDaemon:
 
     # --- events from other threads ------------------------------------------------------
 
-    def on_camera_event(self, event: str, detail: str) -> None:
-        """Called by the camera wrapper (possibly from the reader thread)."""
-        if event == "camera_lost":
-            self.actuator.lock()  # immediately, not when the main loop gets to it
-        self.events.put((event, detail))
+    def on_camera_event(self, event: CameraEvent, detail: str) -> None:
+        """Called by the camera wrapper (possibly from the reader thread); a lost camera
+        locks the relay at once, not when the main loop gets to the event."""
+        self.inbox.camera_event(event, detail)
 
     def submit(self, cmd: DoorCommand) -> None:
         """Hand the loop a verified command (any thread; never blocks). Relock and lockdown
@@ -164,7 +167,7 @@ class DoorDaemon:
         audit_seq, audit_head = self.audit.position()
         return {
             "relay": "unlocked" if self.actuator.unlocked else "locked",
-            "lockout": self._lockout_until is not None,
+            "lockout": self.lockout.until(self.source_name) is not None,
             "lockdown": self.lockdown,
             "camera": "stalled" if self._stalled else "ok",
             "camera_losses": self.stats.camera_losses,
@@ -174,11 +177,11 @@ class DoorDaemon:
             **self._counters(),
         }
 
-    def request_stop(self, signum: int | None = None, _frame: Any = None) -> None:
+    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
         self.actuator.lock()
-        self.stop_requested.set()
+        self.inbox.stop.set()
         if signum is not None:
-            self.events.put(("signal", signal.Signals(signum).name))
+            self.inbox.signal(signal.Signals(signum).name)
 
     def install_signal_handlers(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -224,25 +227,40 @@ class DoorDaemon:
             code = 70
             self._fault("fatal", exc)
         finally:
-            # The relay first: nothing below (a full audit disk, a stuck camera) may keep it open.
+            code = self._shutdown(code)
+        return code
+
+    def _shutdown(self, code: int) -> int:
+        """Lock and close the relay, then record the stop; returns the exit code.
+
+        Every step is guarded on its own and the relay comes first, so nothing later (a full
+        audit disk, an audit log that raises, a stuck camera, a broken notifier) keeps the
+        relay open or skips closing it: fail-secure does not depend on the audit log.
+        """
+        with contextlib.suppress(Exception):
             self.actuator.lock()
-            with contextlib.suppress(Exception):
-                self.feed.close()
+        self.inbox.stop.set()  # the camera wrapper stops reconnecting, the reader thread ends
+        with contextlib.suppress(Exception):
+            self.feed.close()
+        locked = False
+        with contextlib.suppress(Exception):
             locked = self.actuator.lock()
-            with contextlib.suppress(Exception):
-                self.actuator.close()
-            if not locked:
-                code = code or 13
-            with contextlib.suppress(Exception):
-                self.notifier.stopping()
-            with contextlib.suppress(Exception):
-                self._drain_events()
-            try:
-                self.audit.append("stop", code=code, **self._counters())
-                log.info("audit head seq=%d hash=%s", self.audit.seq, self.audit.head)
-            except Exception as exc:
-                log.error("audit: could not record the stop (%s)", exc)
-                code = code or getattr(exc, "exit_code", 70)
+        with contextlib.suppress(Exception):
+            self.actuator.close()
+        if not locked:
+            code = code or 13
+        with contextlib.suppress(Exception):
+            self.notifier.stopping()
+        try:
+            self._drain_events()
+        except Exception as exc:
+            log.error("audit: could not record the last camera events (%s)", exc)
+        try:
+            self.audit.append("stop", code=code, **self._counters())
+            log.info("audit head seq=%d hash=%s", self.audit.seq, self.audit.head)
+        except Exception as exc:
+            log.error("audit: could not record the stop (%s)", exc)
+            code = code or getattr(exc, "exit_code", 70)
         return code
 
     def _counters(self) -> dict[str, int]:
@@ -268,15 +286,13 @@ class DoorDaemon:
             )
 
     def _drain_events(self) -> None:
-        while True:
-            try:
-                event, detail = self.events.get_nowait()
-            except queue.Empty:
-                return
-            if event == "camera_lost":
+        while (pending := self.inbox.next()) is not None:
+            event, detail = pending
+            if event is CameraEvent.LOST:
                 self.stats.camera_losses += 1
                 self.policy.force_lock()
-            self.audit.append(event, detail=detail[:300])
+            kind = event.value if isinstance(event, CameraEvent) else event
+            self.audit.append(kind, detail=detail[:300])
 
     def _drain_commands(self) -> None:
         while True:
@@ -401,8 +417,7 @@ class DoorDaemon:
         decision = self.policy.tick(now)
         if decision is not None:
             self._handle(decision)
-        if self._lockout_until is not None and self.lockout.active(self.source_name, now) is None:
-            self._lockout_until = None
+        if self.lockout.ended(self.source_name, now):
             self.audit.append("lockout_end")
         if now - self._last_status >= self.cfg.daemon.status_interval_s:
             self._last_status = now
@@ -456,7 +471,6 @@ class DoorDaemon:
             log.info("rejected: %s", reason)
             for ev in self.lockout.record_failure(self.source_name, d.time):
                 self.stats.lockouts += 1
-                self._lockout_until = max(self._lockout_until or ev.until, ev.until)
                 self.policy.reset()
                 why = f"{ev.scope}: too many failed attempts, paused {ev.pause_s:.0f} s"
                 self.audit.append(

@@ -15,7 +15,13 @@ from edgeface.camera.base import EndOfStream, Frame, FrameSource
 
 
 class FrameFeed:
-    def __init__(self, source: FrameSource, *, drop_frames: bool) -> None:
+    """``stop``: the door's stop flag (:class:`~edgeface.door.inbox.DoorInbox`), shared with
+    the daemon and the camera wrapper, so a stop request ends the reader thread and the
+    camera's reconnect loop at once; :meth:`close` sets it. A private one by default."""
+
+    def __init__(
+        self, source: FrameSource, *, drop_frames: bool, stop: threading.Event | None = None
+    ) -> None:
         self.source = source
         self.drop_frames = drop_frames
         self.dropped = 0
@@ -23,7 +29,7 @@ class FrameFeed:
         self._cond = threading.Condition()
         self._latest: Frame | None = None
         self._error: BaseException | None = None
-        self._stop = threading.Event()
+        self._stop = stop if stop is not None else threading.Event()
         self._thread: threading.Thread | None = None
 
     @property

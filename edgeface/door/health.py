@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeface.door.actuator_config import DEFAULT_GPIO_CHIP
 from edgeface.door.config import DoorConfig
 from edgeface.errors import EdgefaceError
 
@@ -103,7 +104,7 @@ def check_camera(cfg: DoorConfig, timeout_s: float = 10.0) -> CheckResult:
 
 def check_actuator(cfg: DoorConfig) -> CheckResult:
     a = cfg.actuator
-    kind = a["kind"]
+    kind = a.kind
 
     def probe() -> str:
         if kind in ("gpiozero", "gpiod"):
@@ -112,7 +113,7 @@ def check_actuator(cfg: DoorConfig) -> CheckResult:
                 extra = "pi" if kind == "gpiozero" else "gpio"
                 raise EdgefaceError(f"{mod} is not installed (pip install 'edgeface[{extra}]')")
         if kind == "gpiod":
-            chip = Path(a.get("chip", "/dev/gpiochip0"))
+            chip = Path(a.chip or DEFAULT_GPIO_CHIP)
             if not chip.exists():
                 raise EdgefaceError(f"{chip}: no such GPIO chip")
             if not os.access(chip, os.R_OK | os.W_OK):
@@ -120,12 +121,15 @@ def check_actuator(cfg: DoorConfig) -> CheckResult:
         if kind == "command":
             import shutil
 
-            for key in ("unlock_command", "lock_command"):
-                exe = a[key][0]
+            for key, argv in (
+                ("unlock_command", a.unlock_command),
+                ("lock_command", a.lock_command),
+            ):
+                exe = (argv or ("",))[0]
                 if shutil.which(exe) is None:
                     raise EdgefaceError(f"actuator.{key}: {exe} not found or not executable")
         if kind == "file":
-            parent = Path(a["path"]).parent
+            parent = Path(a.path or "").parent
             if not os.access(parent, os.W_OK):
                 raise EdgefaceError(f"{parent}: not writable")
         return f"{kind} configured" + (

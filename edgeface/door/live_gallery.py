@@ -15,9 +15,12 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeface.errors import EdgefaceError
+
+if TYPE_CHECKING:
+    from edgeface.gallery.store import Gallery
 
 Stamp = tuple[Any, ...] | None
 
@@ -48,8 +51,8 @@ class LiveGallery:
     def __init__(
         self,
         path: Path,
-        open_gallery: Callable[[], Any],
-        on_load: Callable[[Any], dict[str, Any]],
+        open_gallery: Callable[[], Gallery],
+        on_load: Callable[[Gallery], dict[str, Any]],
         *,
         also_watch: Sequence[Path] = (),
     ) -> None:
@@ -87,7 +90,7 @@ class LiveGallery:
                 raise
             return self.last
         self.available = True
-        self.generation = int(getattr(gallery, "generation", 0))
+        self.generation = int(gallery.generation)
         fields.setdefault("generation", self.generation)
         fields.setdefault("identities", len(gallery))
         self.last = GalleryEvent(True, fields)

@@ -46,6 +46,8 @@ class Lockout:
         self.cfg = cfg
         self.clock = clock
         self.trackers: dict[str, Tracker] = {GLOBAL: Tracker(cfg.global_failures, cfg.window_s)}
+        #: sources locked out whose end :meth:`ended` has not reported yet
+        self._unannounced: set[str] = set()
 
     def _tracker(self, scope: str) -> Tracker:
         if scope not in self.trackers:
@@ -72,6 +74,8 @@ class Lockout:
                 t.level += 1
                 t.failures.clear()
                 started.append(LockoutEvent(scope, now, t.until, t.level))
+        if started:
+            self._unannounced.add(source)
         return started
 
     def record_success(self, source: str) -> None:
@@ -89,3 +93,19 @@ class Lockout:
             if now < t.until and (best is None or t.until > best.until):
                 best = LockoutEvent(scope, now, t.until, t.level)
         return best
+
+    def until(self, source: str, now: float | None = None) -> float | None:
+        """When the lockout blocking ``source`` ends (clock seconds), None when none does.
+
+        Reads only (no tracker is created), so another thread may ask."""
+        now = self.clock() if now is None else now
+        trackers = (self.trackers.get(scope) for scope in (source, GLOBAL))
+        return max((t.until for t in trackers if t is not None and now < t.until), default=None)
+
+    def ended(self, source: str, now: float | None = None) -> bool:
+        """True once, at the first call after every lockout that blocked ``source`` is over
+        (the door audits ``lockout_end`` then); False otherwise."""
+        if source not in self._unannounced or self.until(source, now) is not None:
+            return False
+        self._unannounced.discard(source)
+        return True

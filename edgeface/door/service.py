@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeface.camera import Backoff, FrameSource, ResilientSource, open_source
 from edgeface.door.actuators import FailSecureActuator, make_actuator
@@ -16,27 +16,30 @@ from edgeface.door.audit import AuditLog
 from edgeface.door.config import DoorConfig
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.identify import Identifier
+from edgeface.door.inbox import DoorInbox
 from edgeface.door.live_gallery import LiveGallery
 from edgeface.door.notify import Notifier
 from edgeface.door.threshold import ThresholdRule
 from edgeface.errors import ConfigError, ModelError
 
+if TYPE_CHECKING:
+    from edgeface.door.pipeline_identifier import PipelineIdentifier
+    from edgeface.fleet.agent import DeviceAgent
+    from edgeface.gallery.keys import KeySource
+    from edgeface.gallery.store import Gallery
+    from edgeface.liveness import LivenessChecker
+
 log = logging.getLogger("edgeface.door")
 
 
-def gallery_key(cfg: DoorConfig) -> Any:
+def gallery_key(cfg: DoorConfig) -> KeySource:
     """The gallery's key source: a systemd credential (production) or a key file (dev)."""
-    from edgeface.gallery import keys
+    from edgeface.gallery.keysource import configured_key
 
-    g = cfg.gallery
-    if g.key_credential:
-        return keys.load_systemd_credential(g.key_credential)
-    if g.key_file:
-        return keys.load_key_file(g.key_file)
-    raise ConfigError("gallery.key_credential: set key_credential (systemd) or key_file")
+    return configured_key(cfg.gallery.key_file, cfg.gallery.key_credential)
 
 
-def load_gallery(cfg: DoorConfig) -> Any:
+def load_gallery(cfg: DoorConfig) -> Gallery:
     from edgeface.gallery.store import GalleryFile
 
     if cfg.gallery.path is None:
@@ -44,7 +47,7 @@ def load_gallery(cfg: DoorConfig) -> Any:
     return GalleryFile(cfg.gallery.path, gallery_key(cfg)).load()
 
 
-def build_liveness(cfg: DoorConfig) -> Any:
+def build_liveness(cfg: DoorConfig) -> LivenessChecker | None:
     """The liveness checker of ``[liveness]``, or None when it is turned off.
 
     Fails closed: a missing or corrupt model or calibration raises here, before the relay
@@ -67,11 +70,14 @@ def build_liveness(cfg: DoorConfig) -> Any:
     )
 
 
-def build_identifier(cfg: DoorConfig) -> tuple[Identifier, LiveGallery]:
+def build_identifier(cfg: DoorConfig) -> tuple[PipelineIdentifier, LiveGallery]:
     """FacePipeline + live gallery, loaded once here so a bad setup fails at start.
 
-    The threshold follows the gallery: at every reload :class:`ThresholdRule` derives it from
-    the gallery's size (``target_fpir``), or takes the fixed FAR / pinned value.
+    The pipeline recognizes faces of at least the policy's ``min_face_size``, chosen by
+    ``recognition.select`` among those (size first, then selection, as everywhere); with
+    ``full_detect_every > 1`` its detector is the tracking wrapper. The threshold follows the
+    gallery: at every reload :class:`ThresholdRule` derives it from the gallery's size
+    (``target_fpir``), or takes the fixed FAR / pinned value.
     """
     from edgeface.door.pipeline_identifier import PipelineIdentifier
 
@@ -86,9 +92,7 @@ def build_identifier(cfg: DoorConfig) -> tuple[Identifier, LiveGallery]:
     if cfg.gallery.path is None:
         raise ConfigError("gallery.path: required to run the door")
     rc = cfg.recognition
-    # Faces below the policy's minimum are ignored anyway; not searching for them shrinks the
-    # MTCNN image pyramid, which is most of the per-frame cost.
-    min_detect = max(12.0, 0.8 * cfg.policy.min_face_size)
+    min_detect = cfg.policy.detector_min_face_size  # see edgeface.face_sizes
     pipeline = FacePipeline.from_config(
         PipelineConfig(
             detector=DetectorConfig(
@@ -101,23 +105,20 @@ def build_identifier(cfg: DoorConfig) -> tuple[Identifier, LiveGallery]:
                 path=str(rc.embedder_path) if rc.embedder_path else None,
             ),
             select=rc.select,  # type: ignore[arg-type]
+            min_face_size=cfg.policy.min_face_size,
         )
     )
     rule = ThresholdRule(rc, pipeline.calibration)
-    detector: Any = pipeline.detector
     if rc.full_detect_every > 1:
+        from edgeface.detector import MTCNNDetector
         from edgeface.detector.tracking import TrackingConfig, TrackingDetector
 
-        detector = TrackingDetector(detector, TrackingConfig(full_every=rc.full_detect_every))
-    identifier = PipelineIdentifier(
-        detector=detector,
-        embedder=pipeline.embedder,
-        select=rc.select,
-        min_face_size=cfg.policy.min_face_size,
-        liveness=build_liveness(cfg),
-    )
+        assert isinstance(pipeline.detector, MTCNNDetector)  # from_config builds one
+        tracking = TrackingConfig(full_every=rc.full_detect_every)
+        pipeline = pipeline.with_detector(TrackingDetector(pipeline.detector, tracking))
+    identifier = PipelineIdentifier(pipeline, liveness=build_liveness(cfg))
 
-    def use(gallery: Any) -> dict[str, Any]:
+    def use(gallery: Gallery) -> dict[str, Any]:
         choice = rule.choose(len(gallery))
         identifier.use_gallery(gallery, choice.threshold)
         log.info("gallery generation %s: %s", gallery.generation, choice.describe())
@@ -163,7 +164,9 @@ def open_audit(cfg: DoorConfig) -> AuditLog:
     )
 
 
-def build_source(cfg: DoorConfig, daemon_hook: Any = None, **kw: Any) -> FrameSource:
+def build_source(cfg: DoorConfig, inbox: DoorInbox | None = None, **kw: Any) -> FrameSource:
+    """The configured camera; a live one wrapped to reconnect, reporting to ``inbox`` (camera
+    events) and retrying until the inbox's stop flag is set."""
     cam = cfg.camera
     inner = open_source(cam, **kw)
     if not inner.live:
@@ -171,10 +174,11 @@ def build_source(cfg: DoorConfig, daemon_hook: Any = None, **kw: Any) -> FrameSo
     return ResilientSource(
         inner,
         backoff=Backoff(
-            initial=float(cam.get("reconnect_initial_s", 0.5)),
-            maximum=float(cam.get("reconnect_max_s", 30.0)),
+            initial=cam.reconnect_initial_s,
+            maximum=cam.reconnect_max_s,
         ),
-        on_event=daemon_hook,
+        on_event=inbox.camera_event if inbox is not None else None,
+        should_stop=inbox.stopping if inbox is not None else lambda: False,
     )
 
 
@@ -199,29 +203,21 @@ def build_daemon(
             audit.append("fault", kind="startup", error=type(exc).__name__, reason=msg[:300])
         audit.close()
         raise
-    hooks: list[Any] = []
-
-    def hook(event: str, detail: str) -> None:
-        for h in hooks:
-            h(event, detail)
-
-    src = source or build_source(cfg, hook)
-    daemon = DoorDaemon(
+    # Created first and given to both the camera and the daemon: neither needs the other.
+    inbox = DoorInbox(on_camera_lost=actuator.lock)
+    return DoorDaemon(
         cfg,
-        source=src,
+        source=source or build_source(cfg, inbox),
         identifier=identifier,
         actuator=actuator,
         audit=audit,
         notifier=notifier or (Notifier() if cfg.daemon.watchdog else Notifier(address="")),
         gallery=live,
+        inbox=inbox,
     )
-    hooks.append(daemon.on_camera_event)
-    if isinstance(src, ResilientSource):
-        src.should_stop = lambda: daemon.feed.stopping or daemon.stop_requested.is_set()
-    return daemon
 
 
-def attach_fleet(daemon: DoorDaemon, cfg: DoorConfig) -> Any:
+def attach_fleet(daemon: DoorDaemon, cfg: DoorConfig) -> DeviceAgent | None:
     """With an ``[mqtt]`` section: start the fleet agent beside the daemon (None otherwise).
 
     The daemon is not changed beyond its port (:mod:`edgeface.door.port`): its audit log is
@@ -240,7 +236,7 @@ def attach_fleet(daemon: DoorDaemon, cfg: DoorConfig) -> Any:
 
         gallery_file = GalleryFile(cfg.gallery.path, gallery_key(cfg))
 
-    def swap_gallery(gallery: Any) -> None:
+    def swap_gallery(gallery: Gallery) -> None:
         if hasattr(ident, "gallery"):
             ident.gallery = gallery  # one attribute store: the next frame uses the new one
 

@@ -1,5 +1,6 @@
-"""Face embeddings: MobileFaceNet behind any inference backend."""
+"""Face embeddings: one wrapper for every embedding model (EdgeFace-XS by default,
+EdgeFace-XXS, MobileFaceNet) behind any inference backend."""
 
-from edgeface.embedder.mobilefacenet import Embedder, EmbedderConfig
+from edgeface.embedder.model import DEFAULT_EMBEDDER, DEFAULT_FLIP, Embedder, EmbedderConfig
 
-__all__ = ["Embedder", "EmbedderConfig"]
+__all__ = ["DEFAULT_EMBEDDER", "DEFAULT_FLIP", "Embedder", "EmbedderConfig"]

@@ -39,9 +39,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edgeface.door.port import DoorCommand
 from edgeface.fleet import envelope
 from edgeface.fleet.errors import RefusedMessage
-from edgeface.gallery.durable import atomic_write
 from edgeface.gallery.errors import IdentityNotFoundError
 from edgeface.gallery.store import Gallery, GalleryFile, ModelRef, Template
+from edgeface.storage import atomic_write
 
 log = logging.getLogger("edgeface.fleet")
 
@@ -89,7 +89,7 @@ class StateStore:
             for k, v in changes.items():
                 setattr(self.state, k, v)
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(self.path, json.dumps(asdict(self.state)).encode(), backup=False)
+            atomic_write(self.path, json.dumps(asdict(self.state)).encode(), what="fleet state")
             return self.state
 
 

@@ -121,7 +121,7 @@ def _topic(v: str) -> str | None:
 
 def parse_mqtt(s: Any, base: Path) -> MqttConfig:
     """Build an :class:`MqttConfig` from a door-config ``Section`` named ``mqtt``."""
-    from edgeface.door.config import non_negative, positive
+    from edgeface.schema import non_negative, positive
 
     d = MqttConfig(host="", device_id="")
 
@@ -199,7 +199,7 @@ def _port(v: int) -> str | None:
 
 def load_mqtt_section(raw: Any, base: Path, name: str = "mqtt") -> MqttConfig | None:
     """For configs other than the door's (kiosk, operator): None when the table is absent."""
-    from edgeface.door.config import Section
+    from edgeface.schema import Section
 
     if raw is None:
         return None

@@ -26,7 +26,8 @@ from edgeface.fleet import envelope, topics
 from edgeface.fleet.apply import MAX_COMMAND_LIFETIME_S, MAX_UNLOCK_LIFETIME_S, model_header
 from edgeface.fleet.config import MqttConfig
 from edgeface.fleet.errors import FleetError
-from edgeface.gallery.durable import WriterLock, atomic_write
+from edgeface.gallery.durable import WriterLock
+from edgeface.storage import atomic_write
 
 
 @dataclass(frozen=True)
@@ -43,9 +44,10 @@ class OperatorConfig:
 
 
 def load_operator_config(path: str | Path) -> OperatorConfig:
-    from edgeface.door.config import Section, tomllib
+    from edgeface.door.config import tomllib
     from edgeface.errors import ConfigError
     from edgeface.fleet.config import load_mqtt_section
+    from edgeface.schema import Section
 
     p = Path(path)
     try:
@@ -101,7 +103,7 @@ def create_operator_keys(directory: str | Path) -> dict[str, Path]:
     create_key_file(out["signing_key"])
     create_key_file(out["fleet_key"])
     pub = envelope.public_key_hex(envelope.load_signing_key(out["signing_key"]))
-    atomic_write(out["public_key"], (pub + "\n").encode(), backup=False)
+    atomic_write(out["public_key"], (pub + "\n").encode(), what="public key")
     os.chmod(out["public_key"], 0o644)
     return out
 
@@ -125,7 +127,7 @@ class OperatorState:
 
     def write(self, state: dict[str, int]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, json.dumps(state, sort_keys=True).encode(), backup=False)
+        atomic_write(self.path, json.dumps(state, sort_keys=True).encode(), what="operator state")
 
     def message_path(self, seq: int) -> Path:
         return self.log_dir / f"{seq:010d}.msg"
@@ -226,7 +228,7 @@ class Operator:
         }
         sealed = envelope.seal(header, envelope.encrypt(self.fleet_key, body, header), self.signer)
         self.state.log_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.state.message_path(seq), sealed, backup=False)
+        atomic_write(self.state.message_path(seq), sealed, what="fleet message")
         st["seq"] = seq
         if kind == "snapshot":
             st["snapshot"] = seq

@@ -1,7 +1,7 @@
-"""Crash-safe file replacement and the writers' lock.
+"""Crash-safe gallery saves and the writers' lock.
 
 A door unit loses power whenever someone pulls the plug, often while it is saving. The rules
-here make every save all-or-nothing:
+that make every save all-or-nothing (the write itself is :func:`edgeface.storage.atomic_write`):
 
 * the new content goes to a temporary file *in the same directory* (so ``rename`` is atomic,
   same filesystem), which is fsynced before it is renamed over the old name, and the directory
@@ -18,109 +18,33 @@ here make every save all-or-nothing:
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
-import secrets
 import time
 from pathlib import Path
 from types import TracebackType
 
+from edgeface import storage
 from edgeface.errors import StorageError
 from edgeface.gallery.errors import GalleryError, GalleryNotFoundError, LockTimeoutError
-from edgeface.storage import read_regular_file
+from edgeface.storage import BACKUP_SUFFIX, TMP_MARK, backup_path, fsync_dir, read_regular_file
 
-BACKUP_SUFFIX = ".bak"
 LOCK_SUFFIX = ".lock"
-_TMP_MARK = ".tmp-"
-
-
-def backup_path(path: Path) -> Path:
-    return path.with_name(path.name + BACKUP_SUFFIX)
 
 
 def lock_path(path: Path) -> Path:
     return path.with_name(path.name + LOCK_SUFFIX)
 
 
-def _tmp_name(path: Path, tag: str) -> Path:
-    return path.with_name(f".{path.name}{tag}{_TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
-
-
-def fsync_dir(directory: str | os.PathLike[str]) -> None:
-    """Make a rename/creation in ``directory`` durable (no-op where directories can't be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):  # some filesystems refuse fsync on directories
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes | memoryview) -> None:
-    """``os.write`` may write less than asked (signals, pipes, quotas): loop until done."""
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        if written <= 0:  # pragma: no cover - defensive, POSIX raises instead
-            raise OSError(errno.EIO, "short write")
-        view = view[written:]
-
-
-def _write_new_file(tmp: Path, data: bytes | memoryview, mode: int) -> None:
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _keep_backup(path: Path) -> None:
-    """Make ``<path>.bak`` the current generation, atomically (link, else fsynced copy)."""
-    bak_tmp = _tmp_name(path, BACKUP_SUFFIX)
-    try:
-        try:
-            os.link(path, bak_tmp)
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
-                raise
-            # vfat & co.: no hard links; copy and fsync instead.
-            with open(path, "rb") as src:
-                _write_new_file(bak_tmp, src.read(), 0o600)
-        os.replace(bak_tmp, backup_path(path))
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(bak_tmp)
-
-
 def atomic_write(
     path: str | os.PathLike[str], data: bytes | memoryview, *, backup: bool = True
 ) -> None:
-    """Replace ``path`` with ``data`` all-or-nothing; keep the previous file as ``.bak``.
+    """Replace a gallery file all-or-nothing, keeping the previous one as ``.bak``.
 
-    Raises :class:`StorageError` (the old file and its backup unchanged) on any OS error.
+    :func:`edgeface.storage.atomic_write` with the gallery's defaults (backup on) and wording;
+    raises :class:`StorageError` (the old file and its backup unchanged) on any OS error.
     """
-    p = Path(path)
-    tmp = _tmp_name(p, "")
-    try:
-        _write_new_file(tmp, data, 0o600)
-        if backup and p.exists():
-            _keep_backup(p)
-        os.replace(tmp, p)
-        fsync_dir(p.parent)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        reason = exc.strerror or str(exc)
-        if exc.errno == errno.ENOSPC:
-            reason = "no space left on device"
-        raise StorageError(
-            f"{p}: cannot save gallery ({reason}); the previous version is unchanged"
-        ) from exc
+    storage.atomic_write(path, data, backup=backup, what="gallery")
 
 
 def copy_file(src: Path, dst: Path) -> None:
@@ -157,7 +81,7 @@ def remove_stale_temps(path: Path) -> int:
     prefix = f".{path.name}"
     with contextlib.suppress(OSError):
         for entry in path.parent.iterdir():
-            if entry.name.startswith(prefix) and _TMP_MARK in entry.name:
+            if entry.name.startswith(prefix) and TMP_MARK in entry.name:
                 with contextlib.suppress(OSError):
                     entry.unlink()
                     removed += 1

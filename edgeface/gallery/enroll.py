@@ -1,8 +1,10 @@
 """Enrollment: photos, a folder per person, or camera frames -> gated, ranked templates.
 
-The pipeline is injected (anything with ``analyze(rgb) -> [FaceResult]`` and an ``embedder``
-with ``model_id``/``model_sha256``), so this module has no model loading of its own and the
-store/matching tests need no models.
+The pipeline is injected (a :class:`~edgeface.recognition.FacePipeline`, or anything with
+``analyze(rgb) -> [FaceResult]`` and an ``embedder`` with ``model_id``/``model_sha256``), so
+this module has no model loading of its own and the store/matching tests need no models. The
+face is chosen by the recognition layer's one :func:`select_face` (size first, then the
+largest), like everywhere else.
 
 Rules, in order, for each image or frame:
 
@@ -29,7 +31,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -39,14 +41,20 @@ from edgeface.gallery.matching import Match
 from edgeface.gallery.quality import FaceQuality, QualityGates, assess
 from edgeface.gallery.store import Gallery, ModelRef, Template
 from edgeface.imaging import load_image
+from edgeface.recognition.pipeline import FaceEmbedder, FaceResult, select_face
+
+if TYPE_CHECKING:
+    from edgeface.liveness import LivenessChecker
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 
 
 class PipelineLike(Protocol):
-    embedder: Any
+    """What enrollment needs from :class:`~edgeface.recognition.FacePipeline`."""
 
-    def analyze(self, image: np.ndarray) -> list[Any]: ...
+    embedder: FaceEmbedder
+
+    def analyze(self, image: np.ndarray) -> list[FaceResult]: ...
 
 
 @dataclass
@@ -95,7 +103,7 @@ class Enroller:
         gates: QualityGates | None = None,
         max_templates: int = 5,
         take_largest: bool = False,
-        liveness: Any = None,
+        liveness: LivenessChecker | None = None,
     ) -> None:
         self.pipeline = pipeline
         #: a :class:`~edgeface.liveness.LivenessChecker`: photos of photos are refused
@@ -106,26 +114,28 @@ class Enroller:
         self.model = ModelRef.of(pipeline.embedder)
 
     def assess_image(
-        self, image: np.ndarray, source: str, faces: Sequence[Any] | None = None
+        self, image: np.ndarray, source: str, faces: Sequence[FaceResult] | None = None
     ) -> Candidate:
         """Apply the rules to one RGB image; ``faces`` passes the pipeline's ``analyze(image)``
         when the caller already has it (the kiosk analyzes each frame once for guidance too)."""
         faces = self.pipeline.analyze(image) if faces is None else faces
         if not faces:
             return Candidate(source, reason="no face found")
-        big = [r for r in faces if r.face.size >= self.gates.min_face_size]
-        if not big:
+        min_size = self.gates.min_face_size
+        face = select_face([r.face for r in faces], image.shape, "largest", min_size=min_size)
+        if face is None:
             largest = max(faces, key=lambda r: r.face.area)
             return Candidate(
                 source,
                 reason=f"face too small ({largest.face.size:.0f} px < "
                 f"{self.gates.min_face_size:.0f} px)",
             )
-        if len(big) > 1 and not self.take_largest:
+        big = sum(r.face.size >= min_size for r in faces)
+        if big > 1 and not self.take_largest:
             return Candidate(
-                source, reason=f"several faces ({len(big)}); use --take-largest to pick one"
+                source, reason=f"several faces ({big}); use --take-largest to pick one"
             )
-        chosen = max(big, key=lambda r: r.face.area)
+        chosen = next(r for r in faces if r.face is face)
         quality = assess(chosen.face, chosen.crop)
         failures = quality.failures(self.gates)
         if failures:

@@ -109,3 +109,16 @@ def _default_key() -> KeySource:
         "no gallery key given: use --key-file, --passphrase-env, --passphrase-file, "
         "--ask-passphrase or --credential (or set EDGEFACE_GALLERY_KEY_FILE)"
     )
+
+
+def configured_key(key_file: str | os.PathLike[str] | None, credential: str | None) -> KeySource:
+    """The key source of a config file's ``key_file`` / ``key_credential`` pair (door,
+    kiosk): the rules are :func:`resolve_key`'s without the environment fallbacks, since a
+    service must open the gallery its configuration names and nothing else."""
+    if key_file and credential:  # as the config parser says
+        raise ConfigError("gallery.key_file: give key_file or key_credential, not both")
+    choice = KeyChoice(key_file=os.fspath(key_file) if key_file else None, credential=credential)
+    source = resolve_key(choice, fallback=False)
+    if source is None:
+        raise ConfigError("gallery.key_credential: set key_credential (systemd) or key_file")
+    return source

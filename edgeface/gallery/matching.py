@@ -13,7 +13,7 @@ templates and the probe are unit vectors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +93,18 @@ class Matcher:
         self._mat = np.ascontiguousarray(np.asarray(emb, dtype=np.float32)[rows])
         self._ids = [ids[i] for i in self._order]
         self._names = [names[i] for i in self._order]
+
+    @classmethod
+    def of_labels(cls, templates: Mapping[str, np.ndarray]) -> Matcher:
+        """An index over ``label -> (M, D)`` unit templates (a label is its own id and name);
+        labels without a template are left out. For callers that hold plain arrays, such as
+        ``FacePipeline.identify``, so that 1:N ranking is written once."""
+        rows = {k: np.atleast_2d(np.asarray(t, np.float32)) for k, t in templates.items() if len(t)}
+        if not rows:
+            return cls(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), [], [])
+        labels = list(rows)
+        counts = np.array([len(rows[k]) for k in labels], np.int64)
+        return cls(np.concatenate([rows[k] for k in labels]), counts, labels, labels)
 
     def __len__(self) -> int:
         return len(self._ids)

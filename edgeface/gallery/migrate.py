@@ -10,12 +10,22 @@ any template lacking its crop is refused as a whole.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
+from edgeface.gallery.durable import WriterLock
 from edgeface.gallery.errors import GalleryError
-from edgeface.gallery.store import CROP_SHAPE, Gallery, ModelRef, Template
+from edgeface.gallery.store import CROP_SHAPE, Gallery, GalleryFile, ModelBound, ModelRef, Template
+
+
+class CropEmbedder(ModelBound, Protocol):
+    """What re-embedding needs from an embedder: its model binding, size and ``embed``."""
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, crops: np.ndarray) -> np.ndarray: ...
 
 
 class MigrationRefusedError(GalleryError):
@@ -38,7 +48,7 @@ def check_migratable(g: Gallery, where: str) -> None:
         )
 
 
-def reembed(g: Gallery, embedder: Any, *, batch: int = 64) -> Gallery:
+def reembed(g: Gallery, embedder: CropEmbedder, *, batch: int = 64) -> Gallery:
     """A new generation of ``g`` whose every template is ``embedder``'s embedding of its crop."""
     check_migratable(g, g.source)
     model = ModelRef.of(embedder)
@@ -64,3 +74,15 @@ def reembed(g: Gallery, embedder: Any, *, batch: int = 64) -> Gallery:
         out.add_identity(name, new, identity_id=iid, created=created, updated=updated)
     out.dirty = True
     return out
+
+
+def migrate_file(gf: GalleryFile, embedder: CropEmbedder) -> Gallery | None:
+    """Re-embed ``gf`` with ``embedder`` under its writer lock and save it (the previous
+    generation stays in the ``.bak`` file); None when it already uses that model."""
+    with WriterLock(gf.path, gf.lock_timeout):
+        g = gf.load()
+        if not needs_migration(g.model, ModelRef.of(embedder)):
+            return None
+        migrated = reembed(g, embedder)
+        gf.save(migrated)
+    return migrated

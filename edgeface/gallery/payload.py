@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -33,12 +33,36 @@ PAYLOAD_MAGIC = b"EFGP"
 _LEN = struct.Struct("<4sI")
 
 
+class IdentityRow(NamedTuple):
+    """One identity's metadata; stored in the payload's JSON as a plain list in this order."""
+
+    id: str
+    name: str
+    created: float
+    updated: float
+    n_templates: int
+
+    def to_list(self) -> list[Any]:
+        """The stored form, ``[id, name, created, updated, n_templates]``."""
+        return list(self)
+
+
+class TemplateColumns(NamedTuple):
+    """One row per template, grouped by identity in identity order."""
+
+    created: np.ndarray  # (T,) float64
+    emb: np.ndarray  # (T, D) float32
+    quality: np.ndarray  # (T,) float32
+    model: np.ndarray  # (T,) uint16, index into the model list
+    crops: np.ndarray  # (T, crop bytes) uint8; (T, 0) when crops are not kept
+
+
 @dataclass
 class Columns:
     """The decoded payload: identity metadata plus one row per template in four arrays."""
 
     meta: dict[str, Any]
-    identities: list[list[Any]]
+    identities: list[IdentityRow]
     created: np.ndarray  # (T,) float64
     emb: np.ndarray  # (T, D) float32
     quality: np.ndarray  # (T,) float32
@@ -47,7 +71,7 @@ class Columns:
 
 
 def encode(meta: dict[str, Any], cols: Columns) -> bytes:
-    meta = {**meta, "identities": cols.identities}
+    meta = {**meta, "identities": [r.to_list() for r in cols.identities]}
     mj = json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     head = _LEN.pack(PAYLOAD_MAGIC, len(mj)) + mj
     head += b"\0" * (-len(head) % 8)
@@ -77,17 +101,19 @@ def decode(data: bytes, where: str) -> Columns:
         raise bad("bad payload header")
     try:
         meta = json.loads(bytes(data[_LEN.size : _LEN.size + mlen]).decode("utf-8"))
-        identities = meta.pop("identities")
+        identities = [IdentityRow(*r) for r in meta.pop("identities")]
         dim = int(meta["dim"])
         models = meta["models"]
-        counts = np.fromiter((int(r[4]) for r in identities), dtype=np.int64, count=len(identities))
+        counts = np.fromiter(
+            (int(r.n_templates) for r in identities), dtype=np.int64, count=len(identities)
+        )
         crop_shape = meta.get("crop_shape")
         crop_bytes = 0 if crop_shape is None else int(np.prod([int(v) for v in crop_shape]))
     except (ValueError, KeyError, TypeError, IndexError, UnicodeDecodeError) as exc:
         raise bad(f"metadata: {exc}") from exc
     if dim <= 0 or (counts.size and counts.min() < 1):
         raise bad("bad dimension or identity without templates")
-    if len({r[0] for r in identities}) != len(identities):
+    if len({r.id for r in identities}) != len(identities):
         raise bad("duplicate identity ids")
     t = int(counts.sum())
     off = _LEN.size + mlen

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from edgeface.face_sizes import ENROLL_MIN_FACE
 from edgeface.types import Face
 
 
@@ -32,7 +33,8 @@ from edgeface.types import Face
 class QualityGates:
     """Limits a face must meet to become a template."""
 
-    min_face_size: float = 60.0
+    #: smallest face that becomes a template (see :mod:`edgeface.face_sizes`)
+    min_face_size: float = ENROLL_MIN_FACE
     min_sharpness: float = 40.0
     max_yaw: float = 0.6
     min_pitch: float = 0.25

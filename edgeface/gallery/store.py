@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -44,6 +44,7 @@ from edgeface.gallery.errors import (
 )
 from edgeface.gallery.keys import KeySource
 from edgeface.gallery.matching import Decision, Match, Matcher
+from edgeface.gallery.payload import IdentityRow, TemplateColumns
 
 DEFAULT_DIM = 128
 DEFAULT_MAX_TEMPLATES = 5
@@ -51,6 +52,16 @@ MAX_NAME_CHARS = 200
 #: the aligned face a template was made from, kept only by galleries with ``keep_crops``
 CROP_SHAPE = (112, 112, 3)
 CROP_BYTES = int(np.prod(CROP_SHAPE))
+
+
+class ModelBound(Protocol):
+    """Anything bound to one embedding model (an Embedder): what :meth:`ModelRef.of` reads."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def model_sha256(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ class ModelRef:
         return f"{self.id} (sha256 {self.sha256[:12]})"
 
     @classmethod
-    def of(cls, embedder: Any) -> ModelRef:
+    def of(cls, embedder: ModelBound) -> ModelRef:
         """From anything with ``model_id`` and ``model_sha256`` (an Embedder)."""
         return cls(str(embedder.model_id), str(embedder.model_sha256))
 
@@ -152,13 +163,14 @@ class Gallery:
         #: opt-in: keep each template's aligned crop (encrypted like the rest) for migrations
         self.keep_crops = bool(keep_crops)
         self.dirty = False
-        # [id, name, created, updated, n_templates] per identity, in row order
-        self._rows: list[list[Any]] = []
+        # one row per identity, in template order
+        self._rows: list[IdentityRow] = []
         self._index: dict[str, int] = {}
         self._models: list[ModelRef] = [] if model is None else [model]
-        # (created, emb, quality, model_idx, crops); crops is (n, CROP_BYTES) uint8 with
-        # keep_crops, else (n, 0); an all-zero row is a template enrolled without a crop
-        self._chunks: list[tuple[np.ndarray, ...]] = []
+        # template columns, appended per enrollment and merged on use; crops is
+        # (n, CROP_BYTES) uint8 with keep_crops, else (n, 0); an all-zero row is a template
+        # enrolled without a crop
+        self._chunks: list[TemplateColumns] = []
         self._matcher: Matcher | None = None
 
     # ----------------------------------------------------------------- columns
@@ -166,10 +178,10 @@ class Gallery:
     def _crop_width(self) -> int:
         return CROP_BYTES if self.keep_crops else 0
 
-    def _all_columns(self) -> tuple[np.ndarray, ...]:
-        """(created, emb, quality, model_idx, crops), merging pending additions once."""
+    def _all_columns(self) -> TemplateColumns:
+        """All template columns, merging pending additions once."""
         if not self._chunks:
-            return (
+            return TemplateColumns(
                 np.zeros(0, np.float64),
                 np.zeros((0, self.dim), np.float32),
                 np.zeros(0, np.float32),
@@ -177,7 +189,8 @@ class Gallery:
                 np.zeros((0, self._crop_width), np.uint8),
             )
         if len(self._chunks) > 1:
-            self._chunks = [tuple(np.concatenate([c[i] for c in self._chunks]) for i in range(5))]
+            merged = (np.concatenate(parts) for parts in zip(*self._chunks, strict=True))
+            self._chunks = [TemplateColumns(*merged)]
         return self._chunks[0]
 
     def _columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -186,11 +199,15 @@ class Gallery:
         return created, emb, quality, model
 
     def _offsets(self) -> np.ndarray:
-        counts = np.fromiter((r[4] for r in self._rows), dtype=np.int64, count=len(self._rows))
-        return np.concatenate([[0], np.cumsum(counts)])
+        return np.concatenate([[0], np.cumsum(self._counts())])
+
+    def _counts(self) -> np.ndarray:
+        """Templates per identity, in row order."""
+        rows = self._rows
+        return np.fromiter((r.n_templates for r in rows), dtype=np.int64, count=len(rows))
 
     def _reindex(self) -> None:
-        self._index = {r[0]: i for i, r in enumerate(self._rows)}
+        self._index = {r.id: i for i, r in enumerate(self._rows)}
 
     def _touch(self) -> None:
         self.dirty = True
@@ -202,12 +219,13 @@ class Gallery:
 
     @property
     def n_templates(self) -> int:
-        return int(sum(r[4] for r in self._rows))
+        return int(sum(r.n_templates for r in self._rows))
 
     def _info(self, i: int, quality: np.ndarray, offsets: np.ndarray) -> IdentityInfo:
         r = self._rows[i]
         q = quality[offsets[i] : offsets[i + 1]]
-        return IdentityInfo(r[0], r[1], r[2], r[3], r[4], float(q.max()) if q.size else 0.0)
+        best = float(q.max()) if q.size else 0.0
+        return IdentityInfo(r.id, r.name, r.created, r.updated, r.n_templates, best)
 
     def identities(self) -> list[IdentityInfo]:
         """All identities, sorted by display name (then id)."""
@@ -242,7 +260,7 @@ class Gallery:
 
     def missing_crops(self) -> int:
         """Templates that have no stored crop (all of them unless ``keep_crops``)."""
-        crops = self._all_columns()[4]
+        crops = self._all_columns().crops
         if not crops.shape[1]:
             return len(crops)
         return int(np.count_nonzero(~crops.any(axis=1)))
@@ -252,10 +270,11 @@ class Gallery:
         dropped from the next save)."""
         if bool(keep) == self.keep_crops:
             return
-        cols = list(self._all_columns())
+        cols = self._all_columns()
         self.keep_crops = bool(keep)
-        cols[4] = np.zeros((len(cols[0]), self._crop_width), np.uint8)
-        self._chunks = [tuple(cols)] if len(cols[0]) else []
+        n = len(cols.created)
+        crops = np.zeros((n, self._crop_width), np.uint8)
+        self._chunks = [cols._replace(crops=crops)] if n else []
         self._touch()
 
     def find(self, name_or_id: str) -> IdentityInfo:
@@ -263,7 +282,7 @@ class Gallery:
         if name_or_id in self._index:
             return self.info(name_or_id)
         key = unicodedata.normalize("NFC", name_or_id).strip().casefold()
-        hits = [r[0] for r in self._rows if r[1].casefold() == key]
+        hits = [r.id for r in self._rows if r.name.casefold() == key]
         if not hits:
             raise IdentityNotFoundError(f"{self.source}: nobody named {name_or_id!r} is enrolled")
         if len(hits) > 1:
@@ -275,7 +294,7 @@ class Gallery:
 
     def by_name(self, name: str) -> list[IdentityInfo]:
         key = unicodedata.normalize("NFC", name).strip().casefold()
-        return [self.info(r[0]) for r in self._rows if r[1].casefold() == key]
+        return [self.info(r.id) for r in self._rows if r.name.casefold() == key]
 
     # ----------------------------------------------------------------- model binding
     def check_model(self, model: ModelRef) -> None:
@@ -299,7 +318,7 @@ class Gallery:
         return self._models.index(model)
 
     # ----------------------------------------------------------------- mutations
-    def _prepare(self, templates: Sequence[Template]) -> tuple[np.ndarray, ...]:
+    def _prepare(self, templates: Sequence[Template]) -> TemplateColumns:
         if not templates:
             raise GalleryError("an identity needs at least one template")
         emb = np.stack([np.asarray(t.embedding, dtype=np.float32).reshape(-1) for t in templates])
@@ -326,7 +345,9 @@ class Gallery:
                         raise GalleryError(f"a template crop must be uint8 {CROP_SHAPE}")
                     row[:] = crop.reshape(-1)
         keep = np.argsort(-quality, kind="stable")[: self.max_templates]
-        return created[keep], (emb / norms)[keep], quality[keep], model_idx[keep], crops[keep]
+        return TemplateColumns(
+            created[keep], (emb / norms)[keep], quality[keep], model_idx[keep], crops[keep]
+        )
 
     def add_identity(
         self,
@@ -345,23 +366,26 @@ class Gallery:
         cols = self._prepare(templates)
         now = time.time()
         created = now if created is None else created
-        self._rows.append([iid, name, created, now if updated is None else updated, len(cols[0])])
+        row = IdentityRow(
+            iid, name, created, now if updated is None else updated, len(cols.created)
+        )
+        self._rows.append(row)
         self._index[iid] = len(self._rows) - 1
-        self._chunks.append(cols)  # type: ignore[arg-type]
+        self._chunks.append(cols)
         self._touch()
         # built from the new chunk alone: merging all columns here would make bulk
         # enrollment quadratic
-        row = self._rows[-1]
-        return IdentityInfo(row[0], row[1], row[2], row[3], row[4], float(cols[2].max()))
+        best = float(cols.quality.max())
+        return IdentityInfo(row.id, row.name, row.created, row.updated, row.n_templates, best)
 
-    def _pop(self, identity_id: str) -> tuple[list[Any], list[Template]]:
+    def _pop(self, identity_id: str) -> tuple[IdentityRow, list[Template]]:
         templates = self.templates(identity_id)
         i = self._index[identity_id]
         cols = self._all_columns()
         a, b = self._offsets()[i : i + 2]
-        keep = np.ones(len(cols[0]), bool)
+        keep = np.ones(len(cols.created), bool)
         keep[a:b] = False
-        self._chunks = [tuple(c[keep] for c in cols)]
+        self._chunks = [TemplateColumns(*(c[keep] for c in cols))]
         row = self._rows.pop(i)
         self._reindex()
         self._touch()
@@ -374,14 +398,15 @@ class Gallery:
         for t in templates:
             self.check_model(t.model)
         row, old = self._pop(identity_id)
-        return self.add_identity(row[1], [*old, *templates], identity_id=row[0], created=row[2])
+        return self.add_identity(
+            row.name, [*old, *templates], identity_id=row.id, created=row.created
+        )
 
     def rename(self, identity_id: str, name: str) -> IdentityInfo:
         i = self._index.get(identity_id)
         if i is None:
             raise IdentityNotFoundError(f"{self.source}: no identity with id {identity_id}")
-        self._rows[i][1] = _clean_name(name)
-        self._rows[i][3] = time.time()
+        self._rows[i] = self._rows[i]._replace(name=_clean_name(name), updated=time.time())
         self._touch()
         return self.info(identity_id)
 
@@ -398,11 +423,11 @@ class Gallery:
             self.check_model(other.model)
         stats = {"added": 0, "updated": 0, "skipped": 0}
         for r in list(other._rows):
-            iid, name, created, updated, _ = r
+            iid, name, created, updated = r.id, r.name, r.created, r.updated
             templates = other.templates(iid)
             if iid in self._index:
                 mine = self._rows[self._index[iid]]
-                if not replace and mine[3] >= updated:
+                if not replace and mine.updated >= updated:
                     stats["skipped"] += 1
                     continue
                 self._pop(iid)
@@ -417,9 +442,9 @@ class Gallery:
         """Search structure over all templates, rebuilt only after a change."""
         if self._matcher is None:
             _, emb, _, _ = self._columns()
-            counts = np.fromiter((r[4] for r in self._rows), np.int64, count=len(self._rows))
+            rows = self._rows
             self._matcher = Matcher(
-                emb, counts, [r[0] for r in self._rows], [r[1] for r in self._rows]
+                emb, self._counts(), [r.id for r in rows], [r.name for r in rows]
             )
         return self._matcher
 
@@ -459,14 +484,16 @@ class Gallery:
         g = cls(dim=emb.shape[1], max_templates=max_templates, model=model)
         now = time.time()
         g._rows = [
-            [str(uuid.uuid4()), _clean_name(n), now, now, int(c)]
+            IdentityRow(str(uuid.uuid4()), _clean_name(n), now, now, int(c))
             for n, c in zip(names, counts_a, strict=True)
         ]
         g._reindex()
         t = len(emb)
         q = np.ones(t, np.float32) if quality is None else np.asarray(quality, np.float32)
         g._chunks = [
-            (np.full(t, now), emb / norms, q, np.zeros(t, np.uint16), np.zeros((t, 0), np.uint8))
+            TemplateColumns(
+                np.full(t, now), emb / norms, q, np.zeros(t, np.uint16), np.zeros((t, 0), np.uint8)
+            )
         ]
         g.dirty = True
         return g
@@ -475,11 +502,13 @@ class Gallery:
     def fingerprint(self) -> str:
         """Digest of the content (ids, names, times, templates), ignoring the generation."""
         created, emb, quality, model = self._columns()
-        h = hashlib.sha256(repr([self._rows, [m.__dict__ for m in self._models]]).encode())
+        # rows as the lists they always were, so a fingerprint does not change with the code
+        rows = [r.to_list() for r in self._rows]
+        h = hashlib.sha256(repr([rows, [m.__dict__ for m in self._models]]).encode())
         for a in (created, emb, quality, model):
             h.update(np.ascontiguousarray(a).tobytes())
         if self.keep_crops:  # galleries without crops keep the fingerprint they always had
-            h.update(np.ascontiguousarray(self._all_columns()[4]).tobytes())
+            h.update(np.ascontiguousarray(self._all_columns().crops).tobytes())
         return h.hexdigest()
 
     def to_payload(self) -> bytes:
@@ -522,7 +551,7 @@ class Gallery:
             crops = cols.crops
             if crops is None:
                 crops = np.zeros((len(cols.quality), 0), np.uint8)
-            g._chunks = [(cols.created, cols.emb, cols.quality, cols.model, crops)]
+            g._chunks = [TemplateColumns(cols.created, cols.emb, cols.quality, cols.model, crops)]
         return g
 
 

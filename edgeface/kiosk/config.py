@@ -17,23 +17,22 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from edgeface.camera.factory import validate_source_config
+from edgeface.camera.factory import CameraConfig, parse_camera
 from edgeface.door.config import (
     AuditConfig,
     GalleryConfig,
     LockoutConfig,
     PolicyConfig,
     RecognitionConfig,
-    Section,
     _gallery,
     _lockout,
     _policy,
     _recognition,
-    non_negative,
-    positive,
 )
 from edgeface.errors import ConfigError
+from edgeface.face_sizes import KIOSK_VERIFY_MIN_FACE
 from edgeface.gallery.quality import QualityGates
+from edgeface.schema import Section, non_negative, positive
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -63,10 +62,9 @@ class ServerConfig:
 class VerifyConfig:
     """The door's k-of-n policy, plus how long "Welcome" / "Not recognized" stays up."""
 
+    #: the door's defaults except a shorter result and a nearer face (a person at a screen)
     policy: PolicyConfig = field(
-        default_factory=lambda: PolicyConfig(
-            k=3, n=5, window_s=3.0, unlock_s=3.0, cooldown_s=2.0, min_face_size=60.0
-        )
+        default_factory=lambda: PolicyConfig(unlock_s=3.0, min_face_size=KIOSK_VERIFY_MIN_FACE)
     )
     result_s: float = 3.0
 
@@ -77,10 +75,9 @@ class OperatorConfig:
 
     idle_timeout_s: float = 60.0
     pin_min_digits: int = 6
+    #: stricter than the door's face lockout: 3 wrong PINs in 5 minutes
     lockout: LockoutConfig = field(
-        default_factory=lambda: LockoutConfig(
-            failures=3, window_s=300.0, pause_s=30.0, max_pause_s=960.0, global_failures=3
-        )
+        default_factory=lambda: LockoutConfig(failures=3, window_s=300.0, global_failures=3)
     )
 
 
@@ -96,7 +93,7 @@ class EnrollConfig:
 
 @dataclass(frozen=True)
 class KioskConfig:
-    camera: dict[str, Any]
+    camera: CameraConfig
     server: ServerConfig = field(default_factory=ServerConfig)
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
     gallery: GalleryConfig = field(default_factory=GalleryConfig)
@@ -245,10 +242,7 @@ def parse_config(
             raise ConfigError(f"{key}: unknown section (known: {', '.join(SECTIONS)})")
     if "camera" not in raw:
         raise ConfigError('camera: required section (e.g. [camera] kind = "opencv")')
-    camera = Section(raw["camera"], "camera").raw
-    validate_source_config(camera, "camera")
-    if camera.get("kind") in ("images", "video") and "path" in camera:
-        camera["path"] = str(base / camera["path"])
+    camera = parse_camera(raw["camera"]).with_base(base)
     state = raw.get("state_dir", str(DEFAULT_STATE_DIR))
     if not isinstance(state, str) or not state:
         raise ConfigError(f"state_dir: expected a path, got {state!r}")

@@ -3,10 +3,10 @@
 Two threads, one camera: the *camera* thread keeps the newest frame (and, while someone
 watches the preview, its JPEG with the face boxes drawn), the *recognition* thread takes the
 newest frame whenever it is free and runs it through the shared pipeline
-(:class:`edgeface.recognition.FacePipeline`, or anything with the same ``analyze`` and
-``embedder``: a liveness check or a face tracker wraps the pipeline and plugs in here without
-the kiosk changing). So the preview runs at camera speed however slow recognition is, and
-recognition always sees where the person is *now*.
+(:class:`edgeface.recognition.FacePipeline`, or anything with the same ``analyze``,
+``choose`` and ``embedder``: a liveness check or a face tracker wraps the pipeline and plugs
+in here without the kiosk changing). So the preview runs at camera speed however slow
+recognition is, and recognition always sees where the person is *now*.
 
 Modes (one at a time, the kiosk has one camera and one screen):
 
@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +38,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from edgeface.camera.base import CameraError, EndOfStream, FrameSource
+from edgeface.camera.backoff import Backoff
+from edgeface.camera.base import CameraError, CameraEvent, EndOfStream, FrameSource
+from edgeface.camera.resilient import ResilientSource
 from edgeface.door.audit import AuditLog
 from edgeface.door.identify import Observation
 from edgeface.door.lockout import Lockout
@@ -49,7 +51,7 @@ from edgeface.gallery.errors import GalleryError, LockTimeoutError
 from edgeface.gallery.store import Gallery, GalleryFile, ModelRef, Template
 from edgeface.kiosk.config import KioskConfig
 from edgeface.kiosk.guidance import Guidance, guide
-from edgeface.recognition.pipeline import select_face
+from edgeface.recognition.pipeline import FaceEmbedder, FaceResult
 
 log = logging.getLogger("edgeface.kiosk")
 
@@ -62,13 +64,18 @@ PREVIEW_IDLE_S = 2.0
 
 
 class Analyzer(Protocol):
-    """What the kiosk needs from recognition: the pipeline's ``analyze`` (every face, largest
-    first, aligned and embedded), its ``embedder`` (model binding) and ``select``."""
+    """What the kiosk needs from recognition (:class:`~edgeface.recognition.FacePipeline`):
+    ``analyze`` (every face, largest first, aligned and embedded), ``choose`` (the face a
+    decision is about, by the pipeline's one selection rule) and the ``embedder`` (model
+    binding)."""
 
-    embedder: Any
-    select: str
+    embedder: FaceEmbedder
 
-    def analyze(self, image: np.ndarray) -> list[Any]: ...
+    def analyze(self, image: np.ndarray) -> list[FaceResult]: ...
+
+    def choose(
+        self, results: Sequence[FaceResult], image_shape: tuple[int, ...]
+    ) -> FaceResult | None: ...
 
 
 @dataclass
@@ -114,11 +121,20 @@ class KioskEngine:
         threshold: float,
         clock: Callable[[], float] = time.monotonic,
         watchdog: Callable[[], object] = lambda: None,
+        reconnect: Backoff | None = None,
     ) -> None:
         self.cfg = cfg
         #: fed from the recognition loop (systemd's WatchdogSec=): a hung loop gets restarted
         self.watchdog = watchdog
+        self._stop = threading.Event()
         self.source = source
+        if reconnect is not None and source.live:  # a live camera retries with backoff
+            self.source = ResilientSource(
+                source,
+                backoff=reconnect,
+                on_event=self.on_camera_event,
+                should_stop=self._stop.is_set,
+            )
         self.pipeline = pipeline
         self.gallery_file = gallery_file
         self.audit = audit
@@ -133,7 +149,6 @@ class KioskEngine:
         self._min_interval = 1.0 / cfg.recognition.max_fps
         self._state = threading.Lock()
         self._frames = threading.Condition()
-        self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         # camera side
         self._frame: np.ndarray | None = None
@@ -235,15 +250,11 @@ class KioskEngine:
 
     # --- camera thread --------------------------------------------------------------------
 
-    def on_camera_event(self, event: str, detail: str = "") -> None:
+    def on_camera_event(self, event: CameraEvent, detail: str = "") -> None:
         """From :class:`ResilientSource` (live cameras reconnect by themselves with backoff):
         the screen says the camera is gone while it is, and the audit log says when."""
-        if event == "camera_lost":
-            self.camera_state = "lost"
-            self.audit.append("camera_lost", detail=detail[:300])
-        elif event == "camera_restored":
-            self.camera_state = "ok"
-            self.audit.append("camera_restored", detail=detail[:300])
+        self.camera_state = "lost" if event is CameraEvent.LOST else "ok"
+        self.audit.append(event.value, detail=detail[:300])
 
     @property
     def stopping(self) -> bool:
@@ -380,11 +391,10 @@ class KioskEngine:
         else:
             self._forget(rgb, faces, now)
 
-    def observe(self, rgb: np.ndarray, faces: list[Any]) -> Observation:
-        if not faces:
+    def observe(self, rgb: np.ndarray, faces: list[FaceResult]) -> Observation:
+        r = self.pipeline.choose(faces, rgb.shape)
+        if r is None:
             return Observation.no_face(self.threshold)
-        face = select_face([r.face for r in faces], rgb.shape, self.pipeline.select)  # type: ignore[arg-type]
-        r = next(r for r in faces if r.face is face)
         decision = self.gallery.identify(r.embedding, self.threshold, k=1)
         best = decision.best
         known = bool(decision.known and best is not None)
@@ -416,7 +426,7 @@ class KioskEngine:
             with self._state:
                 self.locked_until = ev.until
 
-    def _verify(self, rgb: np.ndarray, faces: list[Any], now: float) -> None:
+    def _verify(self, rgb: np.ndarray, faces: list[FaceResult], now: float) -> None:
         obs = self.observe(rgb, faces)
         d = self.policy.observe(obs, now)
         show = self.cfg.verify.result_s
@@ -466,7 +476,7 @@ class KioskEngine:
         self.audit.append(f"{was}_cancel")
         return True
 
-    def _enroll(self, rgb: np.ndarray, faces: list[Any], seq: int, now: float) -> None:
+    def _enroll(self, rgb: np.ndarray, faces: list[FaceResult], seq: int, now: float) -> None:
         cand = self.enroller.assess_image(rgb, f"frame{seq}", faces)
         if not cand.accepted or seq - self._capture_last_seq < self.cfg.enroll.every:
             return
@@ -533,7 +543,7 @@ class KioskEngine:
             self._capture_deadline = self.clock() + self.cfg.enroll.capture_timeout_s
         self.audit.append("forget_start")
 
-    def _forget(self, rgb: np.ndarray, faces: list[Any], now: float) -> None:
+    def _forget(self, rgb: np.ndarray, faces: list[FaceResult], now: float) -> None:
         if now >= self._capture_deadline:
             with self._state:
                 self._to_verify(Result("not_recognized", now + self.cfg.verify.result_s))

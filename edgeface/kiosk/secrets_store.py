@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeface.errors import ConfigError, StorageError
-from edgeface.gallery.durable import WriterLock, atomic_write
+from edgeface.gallery.durable import WriterLock
+from edgeface.storage import atomic_write
 
 #: scrypt cost: 16 MiB and ~50 ms per check on a Pi 4-class CPU; the kiosk checks one PIN per
 #: tap of "OK", so this is affordable and makes offline guessing of a leaked file slow
@@ -85,7 +86,7 @@ def _write_json(path: Path, obj: Any) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
         raise StorageError(f"{path.parent}: cannot create ({exc.strerror})") from exc
-    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True).encode(), backup=False)
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True).encode(), what="kiosk state")
 
 
 class PinStore:

@@ -11,10 +11,11 @@ import os
 from dataclasses import replace
 from typing import Any
 
-from edgeface.camera import Backoff, FrameSource, ResilientSource, open_source
+from edgeface.camera import Backoff, FrameSource, open_source
 from edgeface.door.audit import AuditLog
 from edgeface.door.health import CheckResult, _check, check_camera, check_models
 from edgeface.errors import ConfigError, EdgefaceError
+from edgeface.face_sizes import DETECTOR_MIN_FACE, KIOSK_SEARCH_SHARE, detector_search_size
 from edgeface.kiosk.config import KioskConfig
 from edgeface.kiosk.engine import KioskEngine
 from edgeface.kiosk.secrets_store import PinStore, ensure_private_dir
@@ -38,33 +39,23 @@ def build_pipeline(cfg: KioskConfig) -> Any:
 
     rc = cfg.recognition
     smallest = min(cfg.verify.policy.min_face_size, cfg.enroll.gates.min_face_size)
+    search = detector_search_size(smallest, KIOSK_SEARCH_SHARE, floor=DETECTOR_MIN_FACE)
     return FacePipeline.from_config(
         PipelineConfig(
-            detector=DetectorConfig(
-                min_face_size=max(20.0, 0.6 * smallest), backend=rc.detector_backend
-            ),
+            detector=DetectorConfig(min_face_size=search, backend=rc.detector_backend),
             embedder=EmbedderConfig(
                 model=rc.embedder_model,
                 path=str(rc.embedder_path) if rc.embedder_path else None,
             ),
             select=rc.select,  # type: ignore[arg-type]
-            min_face_size=max(20.0, 0.6 * smallest),
+            min_face_size=search,
         )
     )
 
 
-def build_source(cfg: KioskConfig, on_event: Any = None) -> FrameSource:
-    inner = open_source(cfg.camera)
-    if not inner.live:
-        return inner
-    return ResilientSource(
-        inner,
-        backoff=Backoff(
-            initial=float(cfg.camera.get("reconnect_initial_s", 0.5)),
-            maximum=float(cfg.camera.get("reconnect_max_s", 30.0)),
-        ),
-        on_event=on_event,
-    )
+def reconnect_backoff(cfg: KioskConfig) -> Backoff:
+    """How a lost live camera is retried (``[camera] reconnect_*``)."""
+    return Backoff(initial=cfg.camera.reconnect_initial_s, maximum=cfg.camera.reconnect_max_s)
 
 
 def open_gallery(cfg: KioskConfig, pipeline: Any) -> Any:
@@ -82,34 +73,44 @@ def open_gallery(cfg: KioskConfig, pipeline: Any) -> Any:
 
 
 def build_engine(
-    cfg: KioskConfig, *, source: FrameSource | None = None, pipeline: Any = None
+    cfg: KioskConfig,
+    *,
+    source: FrameSource | None = None,
+    pipeline: Any = None,
+    reconnect: Backoff | None = None,
 ) -> KioskEngine:
+    """The kiosk's engine. A camera opened here from ``[camera]`` reconnects by itself with
+    the configured backoff; a ``source`` handed in (tests, benchmarks) is used as is unless
+    ``reconnect`` is given. The engine wraps the camera itself, so camera events and the
+    stop flag need no back-reference."""
     ensure_private_dir(cfg.state_dir)
     pipeline = pipeline or build_pipeline(cfg)
     rc = cfg.recognition
     threshold = rc.threshold if rc.threshold is not None else pipeline.threshold(far=rc.far)
     gf = open_gallery(cfg, pipeline)
     audit = AuditLog(cfg.audit.path, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep)
-    hooks: list[Any] = []
-    src = source or build_source(cfg, lambda event, detail: [h(event, detail) for h in hooks])
-    engine = KioskEngine(
-        cfg, source=src, pipeline=pipeline, gallery_file=gf, audit=audit, threshold=threshold
+    if source is None:
+        source, reconnect = open_source(cfg.camera), reconnect or reconnect_backoff(cfg)
+    return KioskEngine(
+        cfg,
+        source=source,
+        pipeline=pipeline,
+        gallery_file=gf,
+        audit=audit,
+        threshold=threshold,
+        reconnect=reconnect,
     )
-    hooks.append(engine.on_camera_event)
-    if isinstance(src, ResilientSource) and source is None:
-        src.should_stop = lambda: engine.stopping
-    return engine
 
 
 def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:
     """``edgeface kiosk --check``: config, models, gallery key and file, state directory,
     operator PIN, audit chain, one camera frame; one ``ok``/``FAIL`` line each."""
-    from edgeface.door.config import DoorConfig
+    from edgeface.door.config import ActuatorConfig, DoorConfig
     from edgeface.door.health import check_audit
 
     door_like = DoorConfig(
         camera=cfg.camera,
-        actuator={"kind": "dryrun"},
+        actuator=ActuatorConfig(kind="dryrun"),
         recognition=cfg.recognition,
         gallery=cfg.gallery,
         audit=cfg.audit,

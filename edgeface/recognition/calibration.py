@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgeface.embedder.model import DEFAULT_FLIP
 from edgeface.errors import ConfigError
+from edgeface.storage import atomic_write
 
 DEFAULT_FAR = 1e-3
 #: the FARs a calibration is written for: 1, 2 and 5 per decade down to 1e-6
@@ -84,7 +86,7 @@ class Calibration:
     thresholds: dict[str, float]
     source: dict[str, object] = field(default_factory=dict)
     #: made with flip-averaged embeddings; scores shift with it, so thresholds do too
-    flip: bool = False
+    flip: bool = DEFAULT_FLIP
     #: per FAR key: {"impostor_pairs": scored, "impostors_above": at or above the threshold}
     support: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -108,7 +110,9 @@ class Calibration:
         return self.thresholds[key]
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        """Write the calibration atomically: a crash never leaves a half file a door reads."""
+        text = json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+        atomic_write(path, text.encode("utf-8"), mode=0o644, what="calibration")
 
     @classmethod
     def from_scores(
@@ -119,7 +123,7 @@ class Calibration:
         model_sha256: str,
         fars: tuple[float, ...] = (1e-2, 1e-3, 1e-4),
         source: dict[str, object] | None = None,
-        flip: bool = False,
+        flip: bool = DEFAULT_FLIP,
     ) -> Calibration:
         thresholds = {_far_key(f): _round_up(threshold_for_far(impostor_scores, f)) for f in fars}
         src = dict(source or {})
@@ -141,7 +145,7 @@ class Calibration:
         model_sha256: str,
         fars: tuple[float, ...] = CALIBRATED_FARS,
         source: dict[str, object] | None = None,
-        flip: bool = False,
+        flip: bool = DEFAULT_FLIP,
     ) -> Calibration:
         """From every impostor pair (only the highest scores kept, ``total`` scored)."""
         thresholds: dict[str, float] = {}
@@ -167,13 +171,13 @@ def _far_key(far: float) -> str:
     return f"{far:.0e}"
 
 
-def default_calibration_path(embedding_space: str, flip: bool = True) -> Path:
+def default_calibration_path(embedding_space: str, flip: bool = DEFAULT_FLIP) -> Path:
     """The packaged calibration of a model, one file per flip setting."""
     name = f"calibration/{embedding_space}{'' if flip else '.noflip'}.json"
     return Path(str(resources.files("edgeface_models").joinpath(name)))
 
 
-def calibration_beside(model_path: Path, flip: bool = True) -> Path:
+def calibration_beside(model_path: Path, flip: bool = DEFAULT_FLIP) -> Path:
     """Where the calibration of a model file outside the manifest lives: next to it, as
     ``<file>.calibration.json`` (``.calibration.noflip.json`` without flip). Bundles install
     the embedder's own calibration there, and ``eval lfw --model FILE --write-calibration
@@ -183,7 +187,7 @@ def calibration_beside(model_path: Path, flip: bool = True) -> Path:
 
 
 def load_calibration(
-    path: Path | None = None, *, embedding_space: str | None = None, flip: bool = True
+    path: Path | None = None, *, embedding_space: str | None = None, flip: bool = DEFAULT_FLIP
 ) -> Calibration:
     """Read a calibration file; missing or malformed files are ConfigError with the path."""
     if path is None:
@@ -197,6 +201,7 @@ def load_calibration(
             model_sha256=raw["model_sha256"],
             thresholds={str(k): float(v) for k, v in raw["thresholds"].items()},
             source=dict(raw.get("source", {})),
+            # a file without the key predates flip: it was made without (not a default)
             flip=bool(raw.get("flip", False)),
             support={
                 str(k): {str(a): int(b) for a, b in v.items()}

@@ -1,21 +1,31 @@
-"""The recognition pipeline: detect, pick, align, embed, compare.
+"""The recognition pipeline: detect, filter by size, pick, align, embed, compare.
+
+This is the one recognition path: the CLI, enrollment, the door
+(:class:`edgeface.door.pipeline_identifier.PipelineIdentifier`) and the kiosk all go through
+:class:`FacePipeline`, so a face chosen in one place is the face chosen in every other.
 
 Rules a caller can rely on:
-- Several faces: ``best_face`` picks the largest (default) or the most central one, by
-  ``PipelineConfig.select``; ``analyze`` returns all of them, largest first.
+- Size first, then selection: faces below ``min_face_size`` are dropped, and only then does
+  ``best_face`` pick the largest (default) or the most central one of the rest, by
+  ``PipelineConfig.select`` (:func:`select_face`). A small central face therefore never hides
+  a big enough one beside it. ``analyze`` returns every big enough face, largest first.
 - No face: ``best_face`` returns ``None``; ``verify`` and ``identify`` return a result whose
   ``no_face`` says which image had none. Nothing raises for a face-less photo.
 - Faces whose box side is below ``min_face_size`` (default 24 px) are ignored: MTCNN does find
   faces smaller than its pyramid minimum (its regression shrinks boxes to ~9 px), but a crop
   upsampled from so few pixels gives an embedding that means nothing.
+- 1:N ranking is :class:`edgeface.gallery.matching.Matcher`'s; ``identify`` builds one.
+- An optional :class:`StageTimer` receives the seconds of each stage (``detect``, ``align``,
+  ``embed``) of :meth:`FacePipeline.find`; the door's benchmark reads it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -23,6 +33,7 @@ from edgeface.aligner import align_face
 from edgeface.detector import DetectorConfig, MTCNNDetector
 from edgeface.embedder import Embedder, EmbedderConfig
 from edgeface.errors import ConfigError
+from edgeface.face_sizes import PIPELINE_MIN_FACE
 from edgeface.recognition.calibration import (
     DEFAULT_FAR,
     Calibration,
@@ -34,6 +45,32 @@ from edgeface.types import Face
 Selection = Literal["largest", "central"]
 
 
+class FaceDetector(Protocol):
+    """What the pipeline needs from a detector: :class:`MTCNNDetector`, or the door's
+    :class:`~edgeface.detector.tracking.TrackingDetector` wrapped around one."""
+
+    def detect(self, image: np.ndarray) -> list[Face]: ...
+
+    def close(self) -> None: ...
+
+
+class FaceEmbedder(Protocol):
+    """What the pipeline (and a gallery's model binding) needs from an embedder."""
+
+    model_id: str
+    model_sha256: str
+    flip: bool
+
+    def embed(self, crops: np.ndarray) -> np.ndarray: ...
+
+
+class StageTimer(Protocol):
+    """Told the wall seconds of each pipeline stage as it ends (``detect``, ``align``,
+    ``embed``); a stage that did not run is not reported."""
+
+    def __call__(self, stage: str, seconds: float) -> None: ...
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     detector: DetectorConfig = field(default_factory=DetectorConfig)
@@ -42,7 +79,7 @@ class PipelineConfig:
     #: path of a calibration file; default: the one shipped for the embedding model
     calibration: str | None = None
     #: smallest face (box side, px) that is recognized; smaller ones count as no face
-    min_face_size: float = 24.0
+    min_face_size: float = PIPELINE_MIN_FACE
 
 
 @dataclass(frozen=True)
@@ -87,15 +124,52 @@ class IdentifyResult:
         return self.face is None
 
 
-def select_face(faces: list[Face], image_shape: tuple[int, ...], how: Selection) -> Face | None:
-    if not faces:
+def select_face(
+    faces: Sequence[Face],
+    image_shape: tuple[int, ...],
+    how: Selection,
+    *,
+    min_size: float = 0.0,
+) -> Face | None:
+    """The face a decision is about: of the faces at least ``min_size`` px (box side), the
+    largest or the one nearest the image centre; None when there is none.
+
+    Size first, then selection, everywhere (pipeline, door, enrollment, CLI): selecting first
+    would let a small central face hide a big enough face beside it.
+    """
+    big = [f for f in faces if f.size >= min_size]
+    if not big:
         return None
     if how == "largest":
-        return max(faces, key=lambda f: f.area)
+        return max(big, key=lambda f: f.area)
     if how == "central":
         cy, cx = image_shape[0] / 2.0, image_shape[1] / 2.0
-        return min(faces, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)
+        return min(big, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)
     raise ConfigError(f"unknown face selection '{how}' (use 'largest' or 'central')")
+
+
+@dataclass(frozen=True)
+class Found:
+    """One image through :meth:`FacePipeline.find`: every face the detector reported
+    (``detected``, before the size filter) and the chosen face embedded (``best``, None
+    when no face was big enough)."""
+
+    detected: list[Face]
+    best: FaceResult | None
+
+
+class _Stopwatch:
+    """Reports the seconds since the previous lap to a :class:`StageTimer` (if any)."""
+
+    def __init__(self, timer: StageTimer | None) -> None:
+        self.timer = timer
+        self.t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timer is not None:
+            now = time.perf_counter()
+            self.timer(stage, now - self.t)
+            self.t = now
 
 
 class FacePipeline:
@@ -103,12 +177,12 @@ class FacePipeline:
 
     def __init__(
         self,
-        detector: MTCNNDetector,
-        embedder: Embedder,
+        detector: FaceDetector,
+        embedder: FaceEmbedder,
         calibration: Calibration | None = None,
         *,
         select: Selection = "largest",
-        min_face_size: float = 24.0,
+        min_face_size: float = PIPELINE_MIN_FACE,
     ) -> None:
         self.detector = detector
         self.embedder = embedder
@@ -173,6 +247,16 @@ class FacePipeline:
             )
         return self.calibration.threshold(far)
 
+    def with_detector(self, detector: FaceDetector) -> FacePipeline:
+        """The same pipeline with another detector (the door's tracking wrapper)."""
+        return FacePipeline(
+            detector,
+            self.embedder,
+            self.calibration,
+            select=self.select,
+            min_face_size=self.min_face_size,
+        )
+
     def _results(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
         if not faces:
             return []
@@ -188,10 +272,43 @@ class FacePipeline:
         """Every recognizable face in ``image`` (RGB uint8), largest first, embedded."""
         return self._results(image, sorted(self.faces(image), key=lambda f: -f.area))
 
+    def choose(
+        self, results: Sequence[FaceResult], image_shape: tuple[int, ...]
+    ) -> FaceResult | None:
+        """Of faces already analyzed (:meth:`analyze`), the one :meth:`best_face` would pick."""
+        face = select_face(
+            [r.face for r in results], image_shape, self.select, min_size=self.min_face_size
+        )
+        return next((r for r in results if r.face is face), None)
+
+    def find(
+        self,
+        image: np.ndarray,
+        select: Selection | None = None,
+        *,
+        timer: StageTimer | None = None,
+    ) -> Found:
+        """Detect, drop faces below ``min_face_size``, select one, align and embed it.
+
+        A face below the minimum size is never aligned or embedded (most frames at a door
+        show a face too far away). ``timer`` is told each stage's seconds."""
+        watch = _Stopwatch(timer)
+        detected = self.detector.detect(image)
+        watch.lap("detect")
+        face = select_face(
+            detected, image.shape, select or self.select, min_size=self.min_face_size
+        )
+        if face is None:
+            return Found(detected, None)
+        crop = align_face(image, face.landmarks).crop
+        watch.lap("align")
+        embedding = self.embedder.embed(crop[None])[0]
+        watch.lap("embed")
+        return Found(detected, FaceResult(face, crop, embedding))
+
     def best_face(self, image: np.ndarray, select: Selection | None = None) -> FaceResult | None:
         """The one face a 1:1 or 1:N decision is about, or None if there is none usable."""
-        face = select_face(self.faces(image), image.shape, select or self.select)
-        return None if face is None else self._results(image, [face])[0]
+        return self.find(image, select).best
 
     def verify(
         self,
@@ -225,17 +342,11 @@ class FacePipeline:
         probe = self.best_face(image)
         if probe is None:
             return IdentifyResult(None, None, threshold, [], None)
-        ranked = rank_templates(probe.embedding, templates)[:top_k]
+        # imported here: the gallery package needs the crypto extra, verify does not
+        from edgeface.gallery.matching import Matcher
+
+        matches = Matcher.of_labels(templates).search(probe.embedding, k=top_k)
+        ranked = [(m.name, m.score) for m in matches]
         if not ranked or ranked[0][1] < threshold:
             return IdentifyResult(None, ranked[0][1] if ranked else None, threshold, ranked, probe)
         return IdentifyResult(ranked[0][0], ranked[0][1], threshold, ranked, probe)
-
-
-def rank_templates(
-    probe: np.ndarray, templates: Mapping[str, np.ndarray]
-) -> list[tuple[str, float]]:
-    """Labels by their best template's cosine similarity to ``probe``, best first."""
-    scored = [
-        (label, float(np.max(np.atleast_2d(t) @ probe))) for label, t in templates.items() if len(t)
-    ]
-    return sorted(scored, key=lambda kv: -kv[1])

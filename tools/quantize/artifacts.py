@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import Any
 
 from edgeface.errors import StorageError
 from edgeface.modelstore.resolver import sha256_file
-from edgeface.storage import staged_path
+from edgeface.storage import atomic_write, staged_path
 
 MANIFEST_NAME = "artifacts.json"
 TOOL_PACKAGES = (
@@ -127,19 +126,9 @@ class ArtifactDir:
             "artifacts": [asdict(r) for _, r in sorted(self.records.items())],
         }
         dest = self.root / MANIFEST_NAME
-        fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST_NAME}.", suffix=".part", dir=self.root)
-        try:
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; the manifest is read by other users
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(payload, f, indent=2)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, dest)
-        except OSError as exc:
-            raise StorageError(f"cannot write {dest}: {exc.strerror or exc}") from exc
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        text = json.dumps(payload, indent=2) + "\n"
+        # 0644: the manifest is read by other users
+        atomic_write(dest, text.encode("utf-8"), mode=0o644, what="artifact manifest")
         return dest
 
     def path(self, name: str) -> Path:

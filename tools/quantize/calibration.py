@@ -11,9 +11,7 @@ and is never committed.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from edgeface.errors import ConfigError, EdgefaceError, NoFaceError, StorageError
+from edgeface.errors import ConfigError, EdgefaceError, NoFaceError
 from edgeface.modelstore.resolver import user_cache_dir
+from edgeface.storage import staged_path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".webp", ".gif", ""}
 
@@ -83,17 +82,8 @@ def _cache_key(files: Sequence[Path], root: Path, count: int, seed: int, cropper
 
 
 def _save_atomic(dest: Path, arr: np.ndarray) -> None:
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        raise StorageError(f"cannot write calibration cache in {dest.parent}: {exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr, allow_pickle=False)
-        os.replace(tmp, dest)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with staged_path(dest) as tmp, open(tmp, "wb") as f:
+        np.save(f, arr, allow_pickle=False)
 
 
 def build_calibration_set(

@@ -21,12 +21,13 @@ import numpy as np
 from edgeface_tools.quantize.artifacts import MANIFEST_NAME
 from edgeface_tools.quantize.build import EMBEDDERS
 
+from edgeface.backends import format_backends
 from edgeface.errors import ConfigError, StorageError
 from edgeface.modelstore import resolve_model, sha256_file
 from edgeface.modelstore.manifest import get_entry
 
 Log = Callable[[str], None]
-BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tflite": "litert"}
+BACKEND_OF_FORMAT = format_backends()  # from the backend registry
 
 #: issue 4 goals, relative to the float model
 GOALS = {
@@ -151,7 +152,7 @@ def embedder_report(
         log(f"embedder: {v.model} {v.name} ({v.path.name})")
         prep = get_entry(EMBEDDERS[v.model]).preprocessing
         session = open_session(v.path, v.backend, threads=threads)
-        emb = Embedder(session, preprocessing=prep, model_id=v.model, model_sha256="")
+        emb = Embedder(session, preprocessing=prep, model_id=v.model, model_sha256="", flip=False)
         e, _ = embed_crops(emb, aligned.crops)
         ref = refs.setdefault(v.model, e)  # the group's float model comes first
         cos = np.einsum("ij,ij->i", e, ref)

@@ -1,8 +1,12 @@
-"""A scripted :class:`Identifier` for tests, soak runs and benchmarks of the loop itself.
+"""Test doubles of the door: a scripted :class:`Identifier`, a controllable clock and timers.
 
-It plays back a list of observations (cycling), so the policy, lockout, actuator and audit
-paths run exactly as in production without a model; it can also raise on chosen calls to
-inject model faults.
+They lived in the runtime package (``edgeface/door/scripted.py``) and moved here (issue 14):
+a door unit never needs them. Tests import them as ``from doubles import ...``; the benchmark
+``bench/bench_door.py`` and ``scripts/arm64_check.py`` put this folder on ``sys.path`` first.
+
+:class:`ScriptedIdentifier` plays back a list of observations (cycling), so the policy,
+lockout, actuator and audit paths run exactly as in production without a model; it can also
+raise on chosen calls to inject model faults.
 """
 
 from __future__ import annotations
@@ -100,31 +104,3 @@ class ManualTimer:
                 t.fn()  # type: ignore[operator]
                 n += 1
         return n
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m edgeface.door.scripted --config door.toml --script enrolled``: the real
-    daemon (camera, actuator, audit, signals, sd_notify) with a scripted identifier, for
-    fault-injection tests (kill it, unplug the camera) without loading models."""
-    import argparse
-    import logging
-
-    from edgeface.door.config import load_config
-    from edgeface.door.service import build_daemon
-
-    p = argparse.ArgumentParser(prog="python -m edgeface.door.scripted")
-    p.add_argument("--config", required=True)
-    p.add_argument("--script", choices=["enrolled", "stranger"], default="enrolled")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO)
-    cfg = load_config(args.config)
-    obs = enrolled() if args.script == "enrolled" else stranger()
-    daemon = build_daemon(cfg, identifier=ScriptedIdentifier([obs]))
-    daemon.install_signal_handlers()
-    return daemon.run()
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

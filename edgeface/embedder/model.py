@@ -20,6 +20,12 @@ from edgeface.modelstore import resolve_model, sha256_file
 from edgeface.modelstore.manifest import get_entry
 
 INPUT_SIZE = 112
+#: the manifest entry of the default embedding model (README "Embedders on pose": why)
+DEFAULT_EMBEDDER = "edgeface-xs"
+#: embed the mirrored crop too and average (+0.3 points LFW accuracy for twice the cost).
+#: The runtime (door, kiosk, verify, the packaged calibrations) runs with flip, so every
+#: flip default (EmbedderConfig, Embedder, Calibration, load_calibration) is this one.
+DEFAULT_FLIP = True
 
 
 @dataclass(frozen=True)
@@ -29,12 +35,12 @@ class EmbedderConfig:
     #: manifest entry whose preprocessing and embedding space apply. EdgeFace-XS by default:
     #: CFP-FP dev 93.6 % vs MobileFaceNet's 85 % (pose), README "Accuracy"; MobileFaceNet
     #: stays selectable ("mobilefacenet-dyn": the smallest model, all-convolutional)
-    model: str = "edgeface-xs"
+    model: str = DEFAULT_EMBEDDER
     #: explicit model file (e.g. an INT8 artifact); defaults to the manifest file
     path: str | None = None
     backend: str = "onnxruntime"
-    #: add the embedding of the mirrored crop: +0.3 points LFW accuracy for twice the cost
-    flip: bool = True
+    #: add the embedding of the mirrored crop (see ``DEFAULT_FLIP``)
+    flip: bool = DEFAULT_FLIP
     max_batch: int = 32
     session_options: dict[str, object] = field(default_factory=dict)
 
@@ -49,7 +55,7 @@ class Embedder:
         preprocessing: dict[str, object],
         model_id: str,
         model_sha256: str,
-        flip: bool = False,
+        flip: bool = DEFAULT_FLIP,
         max_batch: int = 32,
     ) -> None:
         self.session = session
