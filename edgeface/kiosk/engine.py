@@ -446,9 +446,9 @@ class KioskEngine:
     def _fields(obs: Observation | None) -> dict[str, Any]:
         return observation_fields(obs)
 
-    def _spoof(self, obs: Observation | None, mode: str) -> None:
+    def _spoof(self, mode: str, **fields: Any) -> None:
         """A frame judged not live: audited as the door does, and the screen says why."""
-        self.audit.append("spoof", reason="spoof", mode=mode, **self._fields(obs))
+        self.audit.append("spoof", reason="spoof", mode=mode, **fields)
         with self._state:
             self.guidance = Guidance("not_live", self.guidance.boxes)
 
@@ -469,7 +469,7 @@ class KioskEngine:
             with self._state:
                 self.result = Result("welcome", now + show, name=obs.name)
         elif d.verdict is Verdict.SPOOF:
-            self._spoof(d.observation, VERIFY)
+            self._spoof(VERIFY, **self._fields(d.observation))
         elif d.verdict is Verdict.REJECTED:
             with self._state:
                 self.result = Result(rejected_result(d.reason), now + show)
@@ -514,16 +514,13 @@ class KioskEngine:
     def _enroll(self, rgb: np.ndarray, faces: list[FaceResult], seq: int, now: float) -> None:
         cand = self.enroller.assess_image(rgb, f"frame{seq}", faces)
         if cand.liveness is not None and not cand.liveness.live:  # never a template
-            self.audit.append(
-                "spoof",
-                reason="spoof",
-                mode=ENROLL,
+            live = cand.liveness
+            self._spoof(
+                ENROLL,
                 by=self._enroll_by,
-                liveness=round(cand.liveness.score, 5),
-                liveness_threshold=cand.liveness.threshold,
+                liveness=round(live.score, 5),
+                liveness_threshold=live.threshold,
             )
-            with self._state:
-                self.guidance = Guidance("not_live", self.guidance.boxes)
             return
         if not cand.accepted or seq - self._capture_last_seq < self.cfg.enroll.every:
             return
@@ -606,7 +603,7 @@ class KioskEngine:
                 self.result = Result("forget_match", now + FORGET_CONFIRM_S, name=obs.name)
             self.audit.append("forget_verified", votes=d.votes, **self._fields(obs))
         elif d.verdict is Verdict.SPOOF:
-            self._spoof(d.observation, FORGET)
+            self._spoof(FORGET, **self._fields(d.observation))
         elif d.verdict is Verdict.REJECTED:
             result = Result(rejected_result(d.reason), now + self.cfg.verify.result_s)
             with self._state:
