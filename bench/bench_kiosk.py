@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             "server": {"preview_fps": 30.0},
             "verify": {"result_s": 1.0, "cooldown_s": 0.5},
             "lockout": {"failures": 100000, "global_failures": 100000},
+            # the replay is of LFW press photos; liveness has its own test
+            # (tests/test_kiosk_liveness.py)
+            "liveness": {"required": False},
         },
         base=tmp,
     )

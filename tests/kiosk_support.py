@@ -75,6 +75,9 @@ def kiosk_config(tmp: Path, **sections: dict[str, Any]) -> Any:
         "gallery": {"path": str(tmp / "state" / "gallery.efg"), "key_file": str(key)},
         "operator": {"pin_failures": 3, "pin_pause_s": 30},
         "enroll": {"capture_timeout_s": 60},
+        # the scenes are LFW press photos (photos of photos to a liveness check); liveness
+        # has its own kiosk replay of live and printed frames (test_kiosk_liveness.py)
+        "liveness": {"required": False},
     }
     for name, table in sections.items():
         raw[name] = {**raw.get(name, {}), **table}
@@ -92,6 +95,7 @@ class KioskServer:
         *,
         pin: str | None = PIN,
         reconnect: Any = None,
+        liveness: Any = None,
     ):
         import uvicorn
 
@@ -104,7 +108,9 @@ class KioskServer:
             PinStore(cfg.state_dir).set(pin)
         self.cfg = cfg
         self.camera = camera
-        self.engine = build_engine(cfg, source=camera, pipeline=pipeline, reconnect=reconnect)
+        self.engine = build_engine(
+            cfg, source=camera, pipeline=pipeline, reconnect=reconnect, liveness=liveness
+        )
         self.app = create_app(self.engine)
         self.kiosk = self.app.state.kiosk
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

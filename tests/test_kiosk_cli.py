@@ -59,7 +59,8 @@ def test_pin_invite_and_check(config: Path, models_ready: None) -> None:
     assert r.returncode == 0, r.stderr
     r = edgeface("kiosk", "--check", "--config", str(config))
     assert r.returncode == 0, r.stdout
-    for name in ("config", "model mtcnn", "gallery", "state directory", "operator PIN", "camera"):
+    names = ("config", "model mtcnn", "liveness", "gallery", "state directory", "operator PIN")
+    for name in (*names, "camera"):
         assert f"ok   {name}" in r.stdout
     r = edgeface("kiosk", "invite", "Ada Lovelace", "--config", str(config), "--valid-hours", "2")
     assert r.returncode == 0, r.stderr

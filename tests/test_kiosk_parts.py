@@ -39,12 +39,22 @@ def test_example_config_is_valid() -> None:
     assert cfg.verify.policy.unlock_s == cfg.verify.result_s
     assert cfg.gallery.key_credential == "edgeface-gallery.key"
     assert cfg.audit.path == Path("/var/lib/edgeface/kiosk/audit/kiosk.jsonl")
+    assert cfg.liveness.required and cfg.liveness.target_bpcer == 0.02
 
 
 def test_defaults_bind_to_loopback(tmp_path: Path) -> None:
     cfg = parse_config({"camera": {"kind": "opencv"}}, base=tmp_path)
     assert cfg.server.host == "127.0.0.1" and not cfg.server.allow_remote
     assert cfg.recognition.max_fps == 10.0
+    # the door's [liveness] table, parsed by the door's parser: required unless turned off
+    from edgeface.door.config import LivenessCheckConfig
+
+    assert cfg.liveness == LivenessCheckConfig() and cfg.liveness.required
+    cal = parse_config(
+        {"camera": {"kind": "opencv"}, "liveness": {"required": False, "calibration": "c.json"}},
+        base=tmp_path,
+    )
+    assert not cal.liveness.required and cal.liveness.calibration == tmp_path / "c.json"
 
 
 @pytest.mark.parametrize(
@@ -65,6 +75,11 @@ def test_defaults_bind_to_loopback(tmp_path: Path) -> None:
         ({"camera": {"kind": "opencv"}, "state_dir": 5}, "state_dir"),
         ({"camera": {"kind": "webcam"}}, "camera.kind"),
         ({"camera": {"kind": "opencv"}, "recognition": {"far": 2.0}}, "recognition.far"),
+        (
+            {"camera": {"kind": "opencv"}, "liveness": {"threshold": 0.5, "target_bpcer": 0.1}},
+            "liveness.threshold",
+        ),
+        ({"camera": {"kind": "opencv"}, "liveness": {"requird": False}}, "liveness.requird"),
     ],
 )
 def test_bad_configs_name_the_key(raw: dict[str, Any], message: str, tmp_path: Path) -> None:

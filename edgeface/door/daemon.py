@@ -31,7 +31,7 @@ from edgeface.door.actuators import FailSecureActuator
 from edgeface.door.audit import AuditLog
 from edgeface.door.config import DoorConfig
 from edgeface.door.feed import FrameFeed
-from edgeface.door.identify import Identifier, Observation
+from edgeface.door.identify import Identifier, Observation, observation_fields
 from edgeface.door.inbox import DoorInbox
 from edgeface.door.live_gallery import GalleryEvent, LiveGallery
 from edgeface.door.lockout import Lockout
@@ -60,22 +60,6 @@ class Stats:
     stage_s: dict[str, float] = field(
         default_factory=lambda: {"read": 0.0, "identify": 0.0, "decide": 0.0}
     )
-
-
-def observation_fields(obs: Observation | None) -> dict[str, Any]:
-    if obs is None:
-        return {}
-    fields: dict[str, Any] = {
-        "identity_id": obs.identity_id,
-        "score": obs.score,
-        "threshold": obs.threshold,
-        "quality": obs.quality,
-        "face_size": obs.face_size,
-    }
-    if obs.liveness is not None:
-        fields["liveness"] = round(obs.liveness, 5)
-        fields["liveness_threshold"] = obs.liveness_threshold
-    return fields
 
 
 def rejection_reason(obs: Observation | None, k: int, n: int) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeface.door.actuator_config import DEFAULT_GPIO_CHIP
-from edgeface.door.config import DoorConfig
+from edgeface.door.config import DoorConfig, LivenessCheckConfig
 from edgeface.errors import EdgefaceError
 
 
@@ -50,13 +50,19 @@ def check_models(cfg: DoorConfig) -> list[CheckResult]:
 
 def check_liveness(cfg: DoorConfig) -> CheckResult:
     """Load the liveness models and their threshold, as the daemon will (or say it is off)."""
+    return check_liveness_table(cfg.liveness, "photos and screens can open the door")
+
+
+def check_liveness_table(lc: LivenessCheckConfig, when_off: str) -> CheckResult:
+    """``--check``'s liveness line for a ``[liveness]`` table (door and kiosk alike);
+    ``when_off`` says what a photo can do when the check is turned off."""
 
     def probe() -> str:
         from edgeface.door.service import build_liveness
 
-        checker = build_liveness(cfg)
+        checker = build_liveness(lc)
         if checker is None:
-            return "OFF (liveness.required = false): photos and screens can open the door"
+            return f"OFF (liveness.required = false): {when_off}"
         nets = ", ".join(f"{n.name} {n.model_sha256[:12]}" for n in checker.nets)
         return f"{nets}; threshold {checker.threshold:.4f} (sha256 ok)"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -66,3 +66,20 @@ class Identifier(Protocol):
     """Turns an RGB frame into an :class:`Observation`. May raise ModelError."""
 
     def identify(self, rgb: np.ndarray) -> Observation: ...
+
+
+def observation_fields(obs: Observation | None) -> dict[str, Any]:
+    """An observation as audit-record fields (door and kiosk write the same ones)."""
+    if obs is None:
+        return {}
+    fields: dict[str, Any] = {
+        "identity_id": obs.identity_id,
+        "score": obs.score,
+        "threshold": obs.threshold,
+        "quality": obs.quality,
+        "face_size": obs.face_size,
+    }
+    if obs.liveness is not None:
+        fields["liveness"] = round(obs.liveness, 5)
+        fields["liveness_threshold"] = obs.liveness_threshold
+    return fields

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from edgeface.camera import Backoff, FrameSource, ResilientSource, open_source
 from edgeface.door.actuators import FailSecureActuator, make_actuator
 from edgeface.door.audit import AuditLog
-from edgeface.door.config import DoorConfig
+from edgeface.door.config import DoorConfig, LivenessCheckConfig
 from edgeface.door.daemon import DoorDaemon
 from edgeface.door.identify import Identifier
 from edgeface.door.inbox import DoorInbox
@@ -47,13 +47,12 @@ def load_gallery(cfg: DoorConfig) -> Gallery:
     return GalleryFile(cfg.gallery.path, gallery_key(cfg)).load()
 
 
-def build_liveness(cfg: DoorConfig) -> LivenessChecker | None:
-    """The liveness checker of ``[liveness]``, or None when it is turned off.
+def build_liveness(lc: LivenessCheckConfig) -> LivenessChecker | None:
+    """The liveness checker of a ``[liveness]`` table (door or kiosk), or None when it is off.
 
     Fails closed: a missing or corrupt model or calibration raises here, before the relay
-    and the audit log are opened, and the daemon does not start.
+    (door) or the page (kiosk) and the audit log are opened, and nothing starts.
     """
-    lc = cfg.liveness
     if not lc.required:
         return None
     from edgeface.liveness import LivenessChecker, LivenessConfig
@@ -116,7 +115,7 @@ def build_identifier(cfg: DoorConfig) -> tuple[PipelineIdentifier, LiveGallery]:
         assert isinstance(pipeline.detector, MTCNNDetector)  # from_config builds one
         tracking = TrackingConfig(full_every=rc.full_detect_every)
         pipeline = pipeline.with_detector(TrackingDetector(pipeline.detector, tracking))
-    identifier = PipelineIdentifier(pipeline, liveness=build_liveness(cfg))
+    identifier = PipelineIdentifier(pipeline, liveness=build_liveness(cfg.liveness))
 
     def use(gallery: Gallery) -> dict[str, Any]:
         choice = rule.choose(len(gallery))

@@ -44,7 +44,7 @@ from edgeface.imaging import load_image
 from edgeface.recognition.pipeline import FaceEmbedder, FaceResult, select_face
 
 if TYPE_CHECKING:
-    from edgeface.liveness import LivenessChecker
+    from edgeface.liveness import LivenessChecker, LivenessResult
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".tif", ".tiff", ".webp"}
 
@@ -65,6 +65,8 @@ class Candidate:
     template: Template | None = None
     quality: FaceQuality | None = None
     reason: str | None = None  # why it was rejected
+    #: the liveness verdict when a check ran (a kiosk tells "a photo?" from "hold still")
+    liveness: LivenessResult | None = None
 
     @property
     def accepted(self) -> bool:
@@ -140,11 +142,14 @@ class Enroller:
         failures = quality.failures(self.gates)
         if failures:
             return Candidate(source, quality=quality, reason="; ".join(failures))
+        live = None
         if self.liveness is not None:
             live = self.liveness.check(image, chosen.face)
             if not live.live:
                 why = f"not a live face (liveness {live.score:.3f} < {live.threshold:.3f})"
-                return Candidate(source, quality=quality, reason=f"{why}: a photo or a screen?")
+                return Candidate(
+                    source, quality=quality, reason=f"{why}: a photo or a screen?", liveness=live
+                )
         template = Template(
             embedding=np.asarray(chosen.embedding, np.float32),
             quality=quality.score(self.gates),
@@ -152,7 +157,7 @@ class Enroller:
             created=time.time(),
             crop=chosen.crop,  # kept only by a gallery with keep_crops
         )
-        return Candidate(source, template=template, quality=quality)
+        return Candidate(source, template=template, quality=quality, liveness=live)
 
     def assess_file(self, path: str | os.PathLike[str]) -> Candidate:
         try:

@@ -6,6 +6,8 @@ daemon and a kiosk is configured once in one vocabulary. What is new: ``[server]
 page is served, bound to loopback by default), ``[verify]`` (the k-of-n policy and how long a
 result stays on screen), ``[operator]`` (PIN lockout and idle timeout) and ``[enroll]``
 (how many templates a guided capture collects and the quality gates they pass).
+``[liveness]`` is the door's table too (same keys, parser and defaults, ``required = true``):
+a printed photo or a phone screen is neither welcomed, enrolled nor allowed to "forget" anyone.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from edgeface.camera.factory import CameraConfig, parse_camera
 from edgeface.door.config import (
     AuditConfig,
     GalleryConfig,
+    LivenessCheckConfig,
     LockoutConfig,
     PolicyConfig,
     RecognitionConfig,
     _gallery,
+    _liveness,
     _lockout,
     _policy,
     _recognition,
@@ -102,6 +106,7 @@ class KioskConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     operator: OperatorConfig = field(default_factory=OperatorConfig)
     enroll: EnrollConfig = field(default_factory=EnrollConfig)
+    liveness: LivenessCheckConfig = field(default_factory=LivenessCheckConfig)
     state_dir: Path = DEFAULT_STATE_DIR
     source: str = "<dict>"
 
@@ -117,6 +122,7 @@ SECTIONS = (
     "verify",
     "operator",
     "enroll",
+    "liveness",
 )
 
 
@@ -256,6 +262,7 @@ def parse_config(
         "verify": _verify,
         "operator": _operator,
         "enroll": _enroll,
+        "liveness": lambda s: _liveness(s, base),
     }
     out: dict[str, Any] = {}
     for name, build in builders.items():

@@ -19,6 +19,12 @@ Modes (one at a time, the kiosk has one camera and one screen):
 * ``forget``: verify as above, then wait for the person to confirm; the identity is removed
   and the gallery (and its backup generation) rewritten.
 
+Liveness (``[liveness]``, required by default): the chosen face of every frame is scored by
+the door's :class:`~edgeface.liveness.LivenessChecker`; the door's policy never counts a
+frame judged not live (so a photo is neither welcomed nor lets anyone "forget" someone), and
+the :class:`Enroller` refuses it as a template. Such frames are audited as ``spoof`` and the
+screen asks for a real face.
+
 Every decision goes to the hash-chained audit log; no image ever leaves memory except the
 live preview JPEG.
 """
@@ -33,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -42,16 +48,19 @@ from edgeface.camera.backoff import Backoff
 from edgeface.camera.base import CameraError, CameraEvent, EndOfStream, FrameSource
 from edgeface.camera.resilient import ResilientSource
 from edgeface.door.audit import AuditLog
-from edgeface.door.identify import Observation
+from edgeface.door.identify import Observation, observation_fields
 from edgeface.door.lockout import Lockout
 from edgeface.door.policy import DecisionPolicy, Verdict
-from edgeface.errors import EdgefaceError
+from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.gallery.enroll import Enroller, find_duplicates
 from edgeface.gallery.errors import GalleryError, LockTimeoutError
 from edgeface.gallery.store import Gallery, GalleryFile, ModelRef, Template
 from edgeface.kiosk.config import KioskConfig
 from edgeface.kiosk.guidance import Guidance, guide
 from edgeface.recognition.pipeline import FaceEmbedder, FaceResult
+
+if TYPE_CHECKING:
+    from edgeface.liveness import LivenessChecker
 
 log = logging.getLogger("edgeface.kiosk")
 
@@ -122,8 +131,16 @@ class KioskEngine:
         clock: Callable[[], float] = time.monotonic,
         watchdog: Callable[[], object] = lambda: None,
         reconnect: Backoff | None = None,
+        liveness: LivenessChecker | None = None,
     ) -> None:
+        if cfg.liveness.required and liveness is None:  # fail closed, never silently off
+            raise ConfigError(
+                "liveness.required = true but no liveness checker was given "
+                "(build one with edgeface.door.service.build_liveness)"
+            )
         self.cfg = cfg
+        #: scores the chosen face of every frame; None only when ``[liveness]`` is off
+        self.liveness = liveness
         #: fed from the recognition loop (systemd's WatchdogSec=): a hung loop gets restarted
         self.watchdog = watchdog
         self._stop = threading.Event()
@@ -142,9 +159,9 @@ class KioskEngine:
         self.clock = clock
         self.model = ModelRef.of(pipeline.embedder)
         self.enroller = Enroller(
-            pipeline, gates=cfg.enroll.gates, max_templates=cfg.enroll.templates
+            pipeline, gates=cfg.enroll.gates, max_templates=cfg.enroll.templates, liveness=liveness
         )
-        self.policy = DecisionPolicy(cfg.verify.policy, clock)
+        self.policy = self._new_policy()
         self.lockout = Lockout(cfg.lockout, clock)
         self._min_interval = 1.0 / cfg.recognition.max_fps
         self._state = threading.Lock()
@@ -178,9 +195,20 @@ class KioskEngine:
         self._gallery_checked = float("-inf")
         self.gallery: Gallery = self._load_gallery()
 
+    def _new_policy(self) -> DecisionPolicy:
+        """The door's k-of-n policy; with liveness on, a frame judged not live never votes."""
+        return DecisionPolicy(
+            self.cfg.verify.policy, self.clock, require_liveness=self.cfg.liveness.required
+        )
+
     # --- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
+        if not self.cfg.liveness.required:
+            log.warning(
+                "liveness.required = false: a printed photo or a phone screen showing an "
+                "enrolled face is welcomed, can enroll and can forget that person"
+            )
         self.audit.append(
             "start",
             source=self.source.describe(),
@@ -188,6 +216,7 @@ class KioskEngine:
             threshold=self.threshold,
             far=self.cfg.recognition.far,
             identities=len(self.gallery),
+            liveness="required" if self.cfg.liveness.required else "off",
         )
         for target, name in ((self._camera_loop, "camera"), (self._recognition_loop, "recognize")):
             t = threading.Thread(target=target, name=f"edgeface-kiosk-{name}", daemon=True)
@@ -398,6 +427,10 @@ class KioskEngine:
         decision = self.gallery.identify(r.embedding, self.threshold, k=1)
         best = decision.best
         known = bool(decision.known and best is not None)
+        live_score = live_thr = None
+        if self.liveness is not None:
+            live_score = self.liveness.score(rgb, r.face)
+            live_thr = self.liveness.threshold
         return Observation(
             identity_id=best.identity_id if known and best else None,
             name=best.name if known and best else None,
@@ -405,22 +438,22 @@ class KioskEngine:
             threshold=self.threshold,
             quality=float(r.face.score),
             face_size=float(r.face.size),
+            liveness=live_score,
+            liveness_threshold=live_thr,
         )
 
     @staticmethod
     def _fields(obs: Observation | None) -> dict[str, Any]:
-        if obs is None:
-            return {}
-        return {
-            "identity_id": obs.identity_id,
-            "score": obs.score,
-            "threshold": obs.threshold,
-            "quality": obs.quality,
-            "face_size": obs.face_size,
-        }
+        return observation_fields(obs)
 
-    def _rejected(self, now: float, obs: Observation | None, event: str) -> None:
-        self.audit.append(event, **self._fields(obs))
+    def _spoof(self, mode: str, **fields: Any) -> None:
+        """A frame judged not live: audited as the door does, and the screen says why."""
+        self.audit.append("spoof", reason="spoof", mode=mode, **fields)
+        with self._state:
+            self.guidance = Guidance("not_live", self.guidance.boxes)
+
+    def _rejected(self, now: float, obs: Observation | None, event: str, reason: str) -> None:
+        self.audit.append(event, reason=reason, **self._fields(obs))
         for ev in self.lockout.record_failure(CAMERA_SCOPE, now):
             self.audit.append("lockout", scope=ev.scope, pause_s=ev.pause_s, level=ev.level)
             with self._state:
@@ -435,10 +468,12 @@ class KioskEngine:
             self.lockout.record_success(CAMERA_SCOPE)
             with self._state:
                 self.result = Result("welcome", now + show, name=obs.name)
+        elif d.verdict is Verdict.SPOOF:
+            self._spoof(VERIFY, **self._fields(d.observation))
         elif d.verdict is Verdict.REJECTED:
             with self._state:
-                self.result = Result("not_recognized", now + show)
-            self._rejected(now, d.observation, "verify_reject")
+                self.result = Result(rejected_result(d.reason), now + show)
+            self._rejected(now, d.observation, "verify_reject", d.reason or "unknown")
 
     # --- enroll ---------------------------------------------------------------------------
 
@@ -478,6 +513,15 @@ class KioskEngine:
 
     def _enroll(self, rgb: np.ndarray, faces: list[FaceResult], seq: int, now: float) -> None:
         cand = self.enroller.assess_image(rgb, f"frame{seq}", faces)
+        if cand.liveness is not None and not cand.liveness.live:  # never a template
+            live = cand.liveness
+            self._spoof(
+                ENROLL,
+                by=self._enroll_by,
+                liveness=round(live.score, 5),
+                liveness_threshold=live.threshold,
+            )
+            return
         if not cand.accepted or seq - self._capture_last_seq < self.cfg.enroll.every:
             return
         assert cand.template is not None
@@ -538,7 +582,7 @@ class KioskEngine:
     def start_forget(self, token: str) -> None:
         with self._state:
             self._take(token, FORGET)
-            self._forget_policy = DecisionPolicy(self.cfg.verify.policy, self.clock)
+            self._forget_policy = self._new_policy()
             self._forget_match = None
             self._capture_deadline = self.clock() + self.cfg.enroll.capture_timeout_s
         self.audit.append("forget_start")
@@ -558,10 +602,13 @@ class KioskEngine:
                 self._forget_match = (obs.identity_id, obs.name, now)
                 self.result = Result("forget_match", now + FORGET_CONFIRM_S, name=obs.name)
             self.audit.append("forget_verified", votes=d.votes, **self._fields(obs))
+        elif d.verdict is Verdict.SPOOF:
+            self._spoof(FORGET, **self._fields(d.observation))
         elif d.verdict is Verdict.REJECTED:
+            result = Result(rejected_result(d.reason), now + self.cfg.verify.result_s)
             with self._state:
-                self._to_verify(Result("not_recognized", now + self.cfg.verify.result_s))
-            self._rejected(now, d.observation, "forget_reject")
+                self._to_verify(result)
+            self._rejected(now, d.observation, "forget_reject", d.reason or "unknown")
 
     def confirm_forget(self, token: str) -> str:
         """Remove the identity the owner's forget-me verification matched; returns the name."""
@@ -642,6 +689,11 @@ class KioskEngine:
                 "recognition_fps": round(self.recognition_rate.per_s(), 1),
                 "identities": len(self.gallery),
             }
+
+
+def rejected_result(reason: str | None) -> str:
+    """What the screen shows for a failed attempt: a photo is told so, a stranger is not."""
+    return "not_live" if reason == "spoof" else "not_recognized"
 
 
 def tail_records(path: Path, n: int, max_bytes: int = 256 * 1024) -> list[dict[str, Any]]:

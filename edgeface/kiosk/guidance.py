@@ -27,6 +27,8 @@ MESSAGES = {
     "face_camera": "Face the camera",
     "hold_still": "Hold still",
     "ok": "Hold still",
+    # set by the engine, not by guide(): the liveness check judged the face a photo or screen
+    "not_live": "Not a live face: use your own face, not a photo or a screen",
 }
 
 

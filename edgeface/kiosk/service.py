@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgeface.camera import Backoff, FrameSource, open_source
 from edgeface.door.audit import AuditLog
-from edgeface.door.health import CheckResult, _check, check_camera, check_models
+from edgeface.door.health import (
+    CheckResult,
+    _check,
+    check_camera,
+    check_liveness_table,
+    check_models,
+)
 from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.face_sizes import DETECTOR_MIN_FACE, KIOSK_SEARCH_SHARE, detector_search_size
 from edgeface.kiosk.config import KioskConfig
 from edgeface.kiosk.engine import KioskEngine
 from edgeface.kiosk.secrets_store import PinStore, ensure_private_dir
+
+if TYPE_CHECKING:
+    from edgeface.liveness import LivenessChecker
 
 
 def gallery_file(cfg: KioskConfig) -> Any:
@@ -78,11 +87,18 @@ def build_engine(
     source: FrameSource | None = None,
     pipeline: Any = None,
     reconnect: Backoff | None = None,
+    liveness: LivenessChecker | None = None,
 ) -> KioskEngine:
     """The kiosk's engine. A camera opened here from ``[camera]`` reconnects by itself with
     the configured backoff; a ``source`` handed in (tests, benchmarks) is used as is unless
     ``reconnect`` is given. The engine wraps the camera itself, so camera events and the
-    stop flag need no back-reference."""
+    stop flag need no back-reference. The liveness checker of ``[liveness]`` is built first
+    (unless one is handed in): a missing or corrupt model or calibration fails here, before
+    the gallery, the audit log or the camera is opened."""
+    from edgeface.door.service import build_liveness
+
+    if liveness is None:
+        liveness = build_liveness(cfg.liveness)
     ensure_private_dir(cfg.state_dir)
     pipeline = pipeline or build_pipeline(cfg)
     rc = cfg.recognition
@@ -99,11 +115,12 @@ def build_engine(
         audit=audit,
         threshold=threshold,
         reconnect=reconnect,
+        liveness=liveness,
     )
 
 
 def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:
-    """``edgeface kiosk --check``: config, models, gallery key and file, state directory,
+    """``edgeface kiosk --check``: config, models, liveness, gallery key and file, state directory,
     operator PIN, audit chain, one camera frame; one ``ok``/``FAIL`` line each."""
     from edgeface.door.config import ActuatorConfig, DoorConfig
     from edgeface.door.health import check_audit
@@ -117,6 +134,9 @@ def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:
     )
     results = [CheckResult("config", True, f"{cfg.source} is valid")]
     results += check_models(door_like)
+    results.append(
+        check_liveness_table(cfg.liveness, "photos and screens can be welcomed, enroll and forget")
+    )
 
     def gallery() -> str:
         from edgeface.door.service import gallery_key

@@ -7,6 +7,7 @@ const POLL_MS = 250;
 const RESULT_TEXT = {
   welcome: ["Welcome", "good"],
   not_recognized: ["Not recognized", "bad"],
+  not_live: ["Not a live face", "bad"],
   enrolled: ["Enrolled", "good"],
   duplicate: ["Already enrolled", "bad"],
   forgotten: ["Removed", "info"],
@@ -291,6 +292,7 @@ function applyState(st) {
     if (res.kind === "forgotten") sub = res.name + " was removed from this kiosk.";
     if (res.kind === "duplicate") sub = res.detail ? "Matches " + res.detail + "." : "This face is already enrolled. Ask the operator.";
     if (res.kind === "enroll_failed") sub = res.detail || "";
+    if (res.kind === "not_live") sub = "Use your own face, not a photo or a screen.";
     $("result-title").textContent = res.kind === "welcome" ? "Welcome, " + res.name : title;
     $("result-sub").textContent = sub;
     $("result-box").className = "result " + tone;
