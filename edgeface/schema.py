@@ -10,10 +10,19 @@ it without importing the door.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from edgeface.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+T = TypeVar("T")
 
 Check = Callable[[Any], "str | None"]
 
@@ -83,3 +92,28 @@ def str_list(v: list[Any]) -> str | None:
     if not v or not all(isinstance(x, str) and x for x in v):
         return "must be a non-empty list of strings"
     return None
+
+
+def read_toml(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """The tables of the TOML file at ``path`` and the folder its relative paths are read
+    from; a missing, unreadable or invalid file is one :class:`ConfigError` line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config ({exc})") from exc
+    try:
+        return tomllib.loads(text), p.resolve().parent
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
+
+
+def load_toml_config(path: str | Path, parse: Callable[..., T]) -> T:
+    """``parse(raw, source=, base=)`` of the file at ``path``; its errors name the file."""
+    raw, base = read_toml(path)
+    try:
+        return parse(raw, source=str(path), base=base)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc

@@ -7,7 +7,6 @@ unknown keys are errors too: a door unit runs for months unattended, so a misspe
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +20,14 @@ from edgeface.face_sizes import DOOR_SEARCH_SHARE, POLICY_MIN_FACE, detector_sea
 from edgeface.fleet.config import MqttConfig, parse_mqtt
 from edgeface.liveness.calibration import DEFAULT_TARGET_BPCER
 from edgeface.recognition.calibration import DEFAULT_FAR
-from edgeface.schema import Section, non_negative, positive, str_list, unit_interval
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from edgeface.schema import (
+    Section,
+    load_toml_config,
+    non_negative,
+    positive,
+    str_list,
+    unit_interval,
+)
 
 
 @dataclass(frozen=True)
@@ -354,18 +355,4 @@ def parse_config(
 
 def load_config(path: str | Path) -> DoorConfig:
     """Read and validate ``door.toml``; every failure is a one-line :class:`ConfigError`."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config ({exc})") from exc
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
-    try:
-        return parse_config(raw, source=str(p), base=p.resolve().parent)
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from exc
+    return load_toml_config(path, parse_config)

@@ -44,19 +44,12 @@ class OperatorConfig:
 
 
 def load_operator_config(path: str | Path) -> OperatorConfig:
-    from edgeface.door.config import tomllib
     from edgeface.errors import ConfigError
     from edgeface.fleet.config import load_mqtt_section
-    from edgeface.schema import Section
+    from edgeface.schema import Section, read_toml
 
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config ({exc})") from exc
-    base = p.resolve().parent
+    raw, base = read_toml(p)
     try:
         for key in raw:
             if key not in ("mqtt", "operator"):

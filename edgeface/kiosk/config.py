@@ -13,7 +13,6 @@ a printed photo or a phone screen is neither welcomed, enrolled nor allowed to "
 from __future__ import annotations
 
 import ipaddress
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,12 +35,7 @@ from edgeface.door.config import (
 from edgeface.errors import ConfigError
 from edgeface.face_sizes import KIOSK_VERIFY_MIN_FACE
 from edgeface.gallery.quality import QualityGates
-from edgeface.schema import Section, non_negative, positive
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from edgeface.schema import Section, load_toml_config, non_negative, positive
 
 DEFAULT_STATE_DIR = Path("/var/lib/edgeface/kiosk")
 
@@ -289,18 +283,4 @@ def _audit(s: Section, base: Path, state_dir: Path) -> AuditConfig:
 
 def load_config(path: str | Path) -> KioskConfig:
     """Read and validate ``kiosk.toml``; every failure is a one-line :class:`ConfigError`."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read config ({exc})") from exc
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from exc
-    try:
-        return parse_config(raw, source=str(p), base=p.resolve().parent)
-    except ConfigError as exc:
-        raise ConfigError(f"{p}: {exc}") from exc
+    return load_toml_config(path, parse_config)
