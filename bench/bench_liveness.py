@@ -31,6 +31,14 @@ SAMPLE = SHARED / "models" / "minifasnet" / "samples" / "image_T1.jpg"
 LFW = SHARED / "data" / "lfw" / "images"
 
 
+def canvas(face: np.ndarray, w: int = 640, h: int = 480) -> np.ndarray:
+    """``face`` (an LFW photo) in the middle of a grey 640x480 frame, as a door camera sees it."""
+    img = np.full((h, w, 3), 110, np.uint8)
+    y, x = (h - face.shape[0]) // 2, (w - face.shape[1]) // 2
+    img[y : y + face.shape[0], x : x + face.shape[1]] = face
+    return img
+
+
 def main(argv: list[str] | None = None) -> int:
     from edgeface.blas_threads import use_one_blas_thread
 
@@ -42,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="liveness inference threads")
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_liveness.json")
     args = ap.parse_args(argv)
-
-    from bench_door import canvas
 
     from edgeface.detector import DetectorConfig
     from edgeface.door.config import PolicyConfig
