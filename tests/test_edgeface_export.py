@@ -122,17 +122,63 @@ def test_polynomial_erf_graph_for_tflite_matches_and_has_no_erf_op(
     assert np.abs(out - reference["xs_q_dequantized_float"]).max() < 1e-4
 
 
-def test_edgeface_int8_quantizes_only_the_matmuls_after_layernorm(models_ready: None) -> None:
+def test_edgeface_int8_is_dynamic_on_the_weight_matmuls(models_ready: None) -> None:
     from edgeface_tools.quantize.build import _int8_options
     from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options
 
     from edgeface.modelstore import resolve_model
 
-    opts = _int8_options("edgeface-xs", OnnxInt8Options(), resolve_model("edgeface-xs"))
-    assert tuple(opts.op_types) == ("MatMul",)
-    kept = sorted({n.rsplit(".", 1)[-1] if "attn" in n else "fc2" for n in opts.exclude_nodes})
-    assert kept == ["attn_logits", "attn_v", "fc2"]
-    # 3 attention blocks x 2 activation MatMuls, and one fc2 per block (3 + 3 + 9 + 3 = 18)
-    assert len(opts.exclude_nodes) == 6 + 18
+    xs = resolve_model("edgeface-xs")
+    opts = _int8_options("edgeface-xs", OnnxInt8Options(), xs)
+    assert opts.method == "dynamic" and tuple(opts.op_types) == ("MatMul",)
+    # only the 3 attention blocks' activation x activation MatMuls stay float
+    assert (
+        sorted(n.rsplit(".", 1)[-1] for n in opts.exclude_nodes)
+        == ["attn_logits"] * 3 + ["attn_v"] * 3
+    )
+    # a calibrated (--also) variant keeps its method and keeps fc2 (GELU outputs) float too
+    static = _int8_options("edgeface-xs", OnnxInt8Options(method="minmax"), xs, main=False)
+    assert static.method == "minmax" and len(static.exclude_nodes) == 6 + 18
     mfn = _int8_options("mobilefacenet", OnnxInt8Options(), resolve_model("mobilefacenet-dyn"))
-    assert not mfn.op_types and not mfn.exclude_nodes
+    assert not mfn.op_types and not mfn.exclude_nodes and mfn.method == "percentile"
+
+
+def test_dynamic_int8_edgeface_keeps_real_faces_apart(
+    models_ready: None, pipeline, lfw_dir: Path, tmp_path: Path
+) -> None:
+    """The INT8 file ``quantize build`` makes for EdgeFace, on real LFW faces: integer
+    MatMuls in the graph, embeddings close to float's, same people still closer than others."""
+    import onnx
+    from edgeface_tools.quantize.build import _int8_options
+    from edgeface_tools.quantize.onnx_int8 import OnnxInt8Options, quantize_onnx_int8
+
+    from edgeface.embedder import Embedder, EmbedderConfig
+    from edgeface.imaging import load_image
+    from edgeface.modelstore import resolve_model
+
+    xs = resolve_model("edgeface-xs")
+    int8 = tmp_path / "edgeface-xs-int8.onnx"
+    params = quantize_onnx_int8(
+        xs, int8, np.zeros((0, 3, 112, 112), np.float32), _int8_options("edgeface-xs",
+        OnnxInt8Options(), xs), progress=False,
+    )  # fmt: skip
+    assert params["format"] == "dynamic" and params["calibration_inputs"] == 0
+    ops = [n.op_type for n in onnx.load(str(int8)).graph.node]
+    assert "DynamicQuantizeLinear" in ops and ops.count("MatMul") == 6  # the attention's
+    people = ["Colin_Powell", "Tony_Blair", "George_W_Bush"]
+    crops, who = [], []
+    for person in people:
+        for f in sorted((lfw_dir / "images" / person).glob("*.jpg"))[:3]:
+            r = pipeline.best_face(load_image(f))
+            assert r is not None, f
+            crops.append(r.crop)
+            who.append(person)
+    x = np.stack(crops)
+    e_float = Embedder.from_config(EmbedderConfig(model="edgeface-xs")).embed(x)
+    e_int8 = Embedder.from_config(EmbedderConfig(model="edgeface-xs", path=str(int8))).embed(x)
+    cos = np.sum(e_float * e_int8, 1)
+    print(f"cosine INT8 vs float: min {cos.min():.4f}, mean {cos.mean():.4f}")
+    assert cos.min() > 0.98
+    sim = e_int8 @ e_int8.T
+    same = np.equal.outer(who, who) & ~np.eye(len(who), dtype=bool)
+    assert sim[same].min() > sim[~np.equal.outer(who, who)].max()

@@ -38,27 +38,39 @@ EMBEDDERS = {
 }
 #: EdgeFace: the checkpoint the TFLite conversion re-exports from (see ``_tflite_source``)
 EDGEFACE_CHECKPOINTS = {"edgeface-xs": "edgeface-xs-q", "edgeface-xxs": "edgeface-xxs-q"}
-#: EdgeFace INT8 ONNX quantizes only the weight MatMuls that read LayerNorm outputs (MLP fc1,
-#: attention qkv / proj, the head); the MLPs' second MatMul (fc2, reading GELU outputs), the
-#: convolutions, LayerNorm and the attention stay float. Measured on EdgeFace-XS (LFW dev acc,
-#: CFP-FP dev acc / TAR@1e-3, cosine to float on LFW; float 99.50, 93.00 / 80.80;
-#: docs/embedders.md): ONNX Runtime's default op set 81.00, 65.43 / 3.09; Conv + MatMul
-#: 99.47, 91.94 / 70.40, 0.935; all weight MatMuls 99.53, 91.89 / 75.83, 0.957; without fc2
-#: 99.50, 93.09 / 80.51, 0.997.
+#: EdgeFace INT8 ONNX: ONNX Runtime's dynamic quantization of the weight MatMuls (MLP fc1 /
+#: fc2, attention qkv / proj, the head; int8 per-channel weights, activation ranges per call);
+#: the attention's activation x activation MatMuls, the convolutions and LayerNorm stay float.
+#: Measured on EdgeFace-XS (LFW dev acc, CFP-FP dev acc / TAR@1e-3; float 99.50, 93.03 / 80.80;
+#: ms per face batch 1 vs INT8 MobileFaceNet; docs/embedders.md): dynamic 99.47, 92.83 / 80.06,
+#: 1.38x; static QDQ without fc2 99.47, 92.83 / 79.89, 1.97x; static QDQ with fc2 99.53,
+#: 91.89 / 75.83; ONNX Runtime's default static op set 81.00, 65.43 / 3.09.
+EDGEFACE_INT8_METHOD = "dynamic"
 EDGEFACE_INT8_OP_TYPES = ("MatMul",)
-EDGEFACE_FLOAT_NODE_SUFFIXES = (".attn_logits", ".attn_v", ".fc2.matmul")
+EDGEFACE_FLOAT_NODE_SUFFIXES = (".attn_logits", ".attn_v")
+#: static (calibrated) EdgeFace variants (``--also``) also keep fc2, which reads GELU outputs
+#: whose range one calibration cannot fit, in float
+EDGEFACE_STATIC_FLOAT_SUFFIXES = (".fc2.matmul",)
 
 
-def _int8_options(model: str, opts: OnnxInt8Options, float_model: Path) -> OnnxInt8Options:
-    """The INT8 options of one embedder: the CLI's, plus EdgeFace's op restriction."""
+def _int8_options(
+    model: str, opts: OnnxInt8Options, float_model: Path, *, main: bool = True
+) -> OnnxInt8Options:
+    """The INT8 options of one embedder: the CLI's, plus EdgeFace's: its main INT8 file is
+    dynamically quantized; ``--also`` variants keep their calibration method."""
     if model not in EDGEFACE_CHECKPOINTS or opts.op_types:
         return opts
     graph = load_onnx_checked(float_model).graph
-    attention = [n.name for n in graph.node if n.name.endswith(EDGEFACE_FLOAT_NODE_SUFFIXES)]
+    method = EDGEFACE_INT8_METHOD if main else opts.method
+    suffixes = EDGEFACE_FLOAT_NODE_SUFFIXES
+    if method != "dynamic":
+        suffixes += EDGEFACE_STATIC_FLOAT_SUFFIXES
+    kept = [n.name for n in graph.node if n.name.endswith(suffixes)]
     return dataclasses.replace(
         opts,
+        method=method,
         op_types=EDGEFACE_INT8_OP_TYPES,
-        exclude_nodes=[*opts.exclude_nodes, *attention],
+        exclude_nodes=[*opts.exclude_nodes, *kept],
     )
 
 
@@ -122,7 +134,7 @@ def build_embedder(
     x_nchw = preprocess_faces(calib.faces, prep, "NCHW")
     variants = {"": opts.onnx, **{f"-{k}": v for k, v in opts.onnx_variants.items()}}
     for suffix, onnx_opts in variants.items():
-        onnx_opts = _int8_options(model, onnx_opts, src)
+        onnx_opts = _int8_options(model, onnx_opts, src, main=not suffix)
         name = f"{model}-int8{suffix}.onnx"
         log(f"{name}: INT8 ONNX ({onnx_opts.method}, {onnx_opts.activation_type} activations)")
         with out.staging(name) as tmp:

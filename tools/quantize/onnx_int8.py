@@ -1,4 +1,6 @@
-"""Static INT8 quantization of an ONNX model with ONNX Runtime (QDQ, per-channel weights).
+"""INT8 quantization of an ONNX model with ONNX Runtime: static (QDQ, per-channel weights,
+calibrated activation ranges) or, with ``method="dynamic"``, dynamic (int8 weights, activation
+ranges taken per call at run time; no calibration data).
 
 Why these defaults (measured on MobileFaceNet, numbers in docs/quantization.md): plain
 per-channel MinMax ranges are stretched by a few outlier activations and cost ~0.8 points of
@@ -7,6 +9,10 @@ conv (raw pixels) and the last projection (the embedding itself) are the layers 
 rounding error reaches the embedding most directly, so they can be kept in float with
 ``keep_float``. QDQ is the format ONNX Runtime fuses into integer kernels on every execution
 provider (CPU, CUDA, TensorRT), which is what makes the same file portable to a Jetson.
+
+Dynamic quantization is for MatMul-heavy models such as EdgeFace: a transformer block's
+activations (after GELU, say) vary too much from face to face for one calibrated range, and
+ONNX Runtime runs its dynamic MatMuls faster than the QDQ ones on this CPU (docs/embedders.md).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import numpy as np
 
 from edgeface.errors import ConfigError, ModelError
 
-METHODS = ("minmax", "entropy", "percentile")
+METHODS = ("minmax", "entropy", "percentile", "dynamic")
 QTYPES = ("qint8", "quint8")
 
 
@@ -136,6 +142,8 @@ def quantize_onnx_int8(
     opts = options or OnnxInt8Options()
     opts.validate()
     model = load_onnx_checked(Path(src))
+    if opts.method == "dynamic":
+        return _quantize_dynamic(src, dst, opts)
     if len(calib_inputs) == 0:
         raise ConfigError("the calibration set is empty")
     input_name = model.graph.input[0].name
@@ -218,6 +226,27 @@ def _quantize(
     _drop_unused_initializers(dst)
     params = opts.to_dict()
     params.update(excluded_nodes=exclude, calibration_inputs=total, format="QDQ")
+    return params
+
+
+def _quantize_dynamic(src: Path, dst: Path, opts: OnnxInt8Options) -> dict[str, Any]:
+    """int8 weights of ``opts.op_types`` (default MatMul), activations quantized per call."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    qtype = {"qint8": QuantType.QInt8, "quint8": QuantType.QUInt8}
+    quantize_dynamic(
+        str(src),
+        str(dst),
+        op_types_to_quantize=list(opts.op_types) or ["MatMul"],
+        per_channel=opts.per_channel,
+        reduce_range=opts.reduce_range,
+        weight_type=qtype[opts.weight_type],
+        nodes_to_exclude=list(opts.exclude_nodes),
+        extra_options=dict(opts.extra),
+    )
+    _drop_unused_initializers(dst)
+    params = opts.to_dict()
+    params.update(excluded_nodes=list(opts.exclude_nodes), calibration_inputs=0, format="dynamic")
     return params
 
 
