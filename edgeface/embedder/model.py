@@ -42,7 +42,10 @@ class EmbedderConfig:
     #: add the embedding of the mirrored crop (see ``DEFAULT_FLIP``)
     flip: bool = DEFAULT_FLIP
     max_batch: int = 32
-    session_options: dict[str, object] = field(default_factory=dict)
+    #: one inference thread by default: at batch 1-2 (one face, flip) neither INT8 model gained
+    #: from a second thread on the 2-core dev VM and float EdgeFace-XS did not either, while the
+    #: door's tracked frame got faster (README "Door"); ``{"threads": N}`` or ``{}`` overrides
+    session_options: dict[str, object] = field(default_factory=lambda: {"threads": 1})
 
 
 class Embedder:
