@@ -237,3 +237,21 @@ def test_polling_does_not_keep_a_role_alive() -> None:
         clock.t += 0.5
         s.get(a.token, touch=False)
     assert s.get(a.token).role == ANONYMOUS
+
+
+def test_the_kiosk_pipeline_tracks_faces_unless_told_not_to(tmp_path: Path, models_ready) -> None:
+    """Like the door, the kiosk detects, then tracks (``[recognition] full_detect_every``)."""
+    from kiosk_support import kiosk_config
+
+    from edgeface.detector import MTCNNDetector
+    from edgeface.detector.tracking import TrackingDetector
+    from edgeface.kiosk.service import build_pipeline
+
+    tracked = build_pipeline(kiosk_config(tmp_path))
+    plain = build_pipeline(kiosk_config(tmp_path, recognition={"full_detect_every": 1}))
+    try:
+        assert isinstance(tracked.detector, TrackingDetector)
+        assert isinstance(plain.detector, MTCNNDetector)
+    finally:
+        tracked.detector.close()
+        plain.detector.close()

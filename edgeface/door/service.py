@@ -108,13 +108,7 @@ def build_identifier(cfg: DoorConfig) -> tuple[PipelineIdentifier, LiveGallery]:
         )
     )
     rule = ThresholdRule(rc, pipeline.calibration)
-    if rc.full_detect_every > 1:
-        from edgeface.detector import MTCNNDetector
-        from edgeface.detector.tracking import TrackingConfig, TrackingDetector
-
-        assert isinstance(pipeline.detector, MTCNNDetector)  # from_config builds one
-        tracking = TrackingConfig(full_every=rc.full_detect_every)
-        pipeline = pipeline.with_detector(TrackingDetector(pipeline.detector, tracking))
+    pipeline = pipeline.tracking(rc.full_detect_every)
     identifier = PipelineIdentifier(pipeline, liveness=build_liveness(cfg.liveness))
 
     def use(gallery: Gallery) -> dict[str, Any]:

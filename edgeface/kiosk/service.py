@@ -41,7 +41,8 @@ def gallery_file(cfg: KioskConfig) -> Any:
 
 def build_pipeline(cfg: KioskConfig) -> Any:
     """The shared recognition pipeline, searching faces a little smaller than any gate so the
-    screen can say "come closer" instead of nothing."""
+    screen can say "come closer" instead of nothing, and tracking faces between full
+    searches (``[recognition] full_detect_every``)."""
     from edgeface.detector import DetectorConfig
     from edgeface.embedder import EmbedderConfig
     from edgeface.recognition import FacePipeline, PipelineConfig
@@ -49,7 +50,7 @@ def build_pipeline(cfg: KioskConfig) -> Any:
     rc = cfg.recognition
     smallest = min(cfg.verify.policy.min_face_size, cfg.enroll.gates.min_face_size)
     search = detector_search_size(smallest, KIOSK_SEARCH_SHARE, floor=DETECTOR_MIN_FACE)
-    return FacePipeline.from_config(
+    pipeline = FacePipeline.from_config(
         PipelineConfig(
             detector=DetectorConfig(min_face_size=search, backend=rc.detector_backend),
             embedder=EmbedderConfig(
@@ -60,6 +61,8 @@ def build_pipeline(cfg: KioskConfig) -> Any:
             min_face_size=search,
         )
     )
+    # the camera sees the same people for many frames: detect, then track, as the door does
+    return pipeline.tracking(rc.full_detect_every)
 
 
 def reconnect_backoff(cfg: KioskConfig) -> Backoff:

@@ -257,6 +257,20 @@ class FacePipeline:
             min_face_size=self.min_face_size,
         )
 
+    def tracking(self, full_every: int) -> FacePipeline:
+        """This pipeline detecting, then tracking: the full cascade every ``full_every``
+        frames (and on a lost track or a scene change), only the later stages around the
+        known faces in between (:mod:`edgeface.detector.tracking`). For a camera, not for
+        unrelated photos; ``full_every <= 1`` returns this pipeline unchanged."""
+        if full_every <= 1:
+            return self
+        from edgeface.detector.tracking import TrackingConfig, TrackingDetector
+
+        if not isinstance(self.detector, MTCNNDetector):
+            raise ConfigError("tracking needs the MTCNN detector (R-/O-Net around a known face)")
+        config = TrackingConfig(full_every=full_every)
+        return self.with_detector(TrackingDetector(self.detector, config))
+
     def _results(self, image: np.ndarray, faces: list[Face]) -> list[FaceResult]:
         if not faces:
             return []
