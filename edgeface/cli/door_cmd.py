@@ -59,14 +59,9 @@ def _door(args: argparse.Namespace) -> int:
 
         return lock_relay(cfg)
     if args.check:
-        from edgeface.door.health import run_checks
+        from edgeface.door.health import report, run_checks
 
-        results = run_checks(cfg, camera=not args.no_camera)
-        for r in results:
-            print(r.line())
-        failed = [r for r in results if not r.ok]
-        print(f"{len(results) - len(failed)} ok, {len(failed)} failed")
-        return 1 if failed else 0
+        return report(run_checks(cfg, camera=not args.no_camera))
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )

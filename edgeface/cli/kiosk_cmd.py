@@ -69,14 +69,10 @@ def _kiosk(args: argparse.Namespace) -> int:
     if args.action == "pin":
         return _pin(cfg)
     if args.check:
+        from edgeface.door.health import report
         from edgeface.kiosk.service import run_checks
 
-        results = run_checks(cfg, camera=not args.no_camera)
-        for r in results:
-            print(r.line())
-        failed = [r for r in results if not r.ok]
-        print(f"{len(results) - len(failed)} ok, {len(failed)} failed")
-        return 1 if failed else 0
+        return report(run_checks(cfg, camera=not args.no_camera))
     return _serve(cfg, args)
 
 

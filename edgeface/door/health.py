@@ -29,6 +29,16 @@ class CheckResult:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.message}"
 
 
+def report(results: list[CheckResult]) -> int:
+    """Print one line per check and a summary (``door --check``, ``kiosk --check``); the
+    command's exit code: 0 when every check passed, 1 otherwise."""
+    for r in results:
+        print(r.line())
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} ok, {len(failed)} failed")
+    return 1 if failed else 0
+
+
 def _check(name: str, fn: Callable[[], str]) -> CheckResult:
     try:
         return CheckResult(name, True, fn())
