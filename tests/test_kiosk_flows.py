@@ -114,6 +114,46 @@ def test_changes_by_another_process_are_picked_up(
         time.sleep(0.1)
 
 
+def test_the_welcome_threshold_rises_with_the_gallery(
+    pipeline: Any, photos: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """As at the door, a stranger is compared with everyone enrolled: the kiosk takes its
+    threshold from ``target_fpir`` and the gallery's size, at every reload; duplicates are
+    still screened at the per-comparison FAR."""
+    import numpy as np
+
+    from edgeface.door.threshold import ThresholdRule
+    from edgeface.gallery.store import ModelRef, Template
+    from edgeface.kiosk.service import gallery_file
+
+    cfg = kiosk_config(tmp_path)
+    rule = ThresholdRule(cfg.recognition, pipeline.calibration)
+    cam = SceneCamera({"later": photos["later"]})
+    with running_kiosk(cfg, cam, pipeline) as srv:
+        enroll_from_files(cfg, pipeline, "Laura Bush", photos["enroll"])
+        srv.wait_state(lambda s: s["identities"] == 1, 10)
+        one = srv.engine.threshold
+        assert one == pytest.approx(rule.choose(1).threshold)
+        # 199 more enrolled people (stand-in templates: only the gallery's size matters here)
+        rng = np.random.default_rng(0)
+        model = ModelRef.of(pipeline.embedder)
+        with gallery_file(cfg).edit() as g:
+            for k in range(199):
+                e = rng.standard_normal(pipeline.embedder.dim)
+                g.add_identity(f"Person {k:03d}", [Template(e / np.linalg.norm(e), 1.0, model)])
+        srv.wait_state(lambda s: s["identities"] == 200, 10)
+        assert srv.engine.threshold == pytest.approx(rule.choose(200).threshold)
+        assert srv.engine.threshold > one
+        assert srv.engine.duplicate_threshold == pytest.approx(
+            pipeline.threshold(far=cfg.recognition.far)
+        )
+        cam.show("later")  # still welcomed at the stricter threshold
+        r = wait_result(srv, 60)
+        assert r["kind"] == "welcome" and r["name"] == "Laura Bush"
+        cam.show(None)
+        time.sleep(0.1)
+
+
 def test_a_camera_that_drops_out_is_shown_and_audited(
     pipeline: Any, photos: dict[str, list[Path]], tmp_path: Path
 ) -> None:

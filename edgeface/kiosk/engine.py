@@ -11,7 +11,8 @@ recognition is, and recognition always sees where the person is *now*.
 Modes (one at a time, the kiosk has one camera and one screen):
 
 * ``verify`` (idle): hands-free, the door's k-of-n :class:`DecisionPolicy` with the
-  FAR-calibrated threshold -> "Welcome, <name>" or "Not recognized" for ``result_s``; repeated
+  door's threshold rule (``target_fpir``: it rises with the gallery) -> "Welcome, <name>" or
+  "Not recognized" for ``result_s``; repeated
   rejections pause recognition (the door's :class:`Lockout`).
 * ``enroll``: owned by one browser session (operator or invitee); frames go through the
   enrollment quality gates (:class:`Enroller`) until ``templates`` are accepted, then the
@@ -128,6 +129,7 @@ class KioskEngine:
         gallery_file: GalleryFile,
         audit: AuditLog,
         threshold: float,
+        threshold_for: Callable[[int], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         watchdog: Callable[[], object] = lambda: None,
         reconnect: Backoff | None = None,
@@ -155,7 +157,13 @@ class KioskEngine:
         self.pipeline = pipeline
         self.gallery_file = gallery_file
         self.audit = audit
-        self.threshold = float(threshold)
+        #: the verification threshold of ``[recognition]`` (per comparison): screens a new
+        #: enrollment for duplicates, and decides when no ``threshold_for`` is given
+        self.duplicate_threshold = float(threshold)
+        #: gallery size -> threshold, as at the door (``target_fpir``: a stranger is compared
+        #: with everyone enrolled, so the threshold rises with the gallery)
+        self.threshold_for = threshold_for or (lambda _n: self.duplicate_threshold)
+        self.threshold = self.duplicate_threshold
         self.clock = clock
         self.model = ModelRef.of(pipeline.embedder)
         self.enroller = Enroller(
@@ -194,6 +202,7 @@ class KioskEngine:
         self._gallery_stat: tuple[int, int, int] | None = None
         self._gallery_checked = float("-inf")
         self.gallery: Gallery = self._load_gallery()
+        self.threshold = float(self.threshold_for(len(self.gallery)))
 
     def _new_policy(self) -> DecisionPolicy:
         """The door's k-of-n policy; with liveness on, a frame judged not live never votes."""
@@ -264,8 +273,8 @@ class KioskEngine:
             self.audit.append("gallery_error", detail=str(exc)[:300])
             return
         with self._state:
-            self.gallery = g
-        log.info("gallery reloaded: %d identities", len(g))
+            self._use(g)
+        log.info("gallery reloaded: %d identities, threshold %.4f", len(g), self.threshold)
 
     def _edit(self, fn: Callable[[Gallery], Any], *, purge_backup: bool = False) -> Any:
         """Run ``fn`` inside the gallery's writer transaction, then use the new file."""
@@ -274,8 +283,14 @@ class KioskEngine:
             out = fn(g)
         g2 = self._load_gallery()
         with self._state:
-            self.gallery = g2
+            self._use(g2)
         return out
+
+    def _use(self, g: Gallery) -> None:
+        """Match against ``g`` from now on, at the threshold for its size (caller holds
+        ``_state``)."""
+        self.gallery = g
+        self.threshold = float(self.threshold_for(len(g)))
 
     # --- camera thread --------------------------------------------------------------------
 
@@ -541,7 +556,7 @@ class KioskEngine:
         dups: list[Any] = []
 
         def save(g: Gallery) -> Any:
-            dups.extend(find_duplicates(g, templates, self.threshold, exclude_id=rid))
+            dups.extend(find_duplicates(g, templates, self.duplicate_threshold, exclude_id=rid))
             if dups:
                 return None
             if rid is not None:

@@ -20,6 +20,7 @@ from edgeface.door.health import (
     check_liveness_table,
     check_models,
 )
+from edgeface.door.threshold import ThresholdRule
 from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.face_sizes import DETECTOR_MIN_FACE, KIOSK_SEARCH_SHARE, detector_search_size
 from edgeface.kiosk.config import KioskConfig
@@ -105,7 +106,10 @@ def build_engine(
     ensure_private_dir(cfg.state_dir)
     pipeline = pipeline or build_pipeline(cfg)
     rc = cfg.recognition
+    # duplicates are screened at the per-comparison FAR; who is welcomed (and who may ask to
+    # be forgotten) at the door's rule, which scales with the gallery (target_fpir)
     threshold = rc.threshold if rc.threshold is not None else pipeline.threshold(far=rc.far)
+    rule = ThresholdRule(rc, pipeline.calibration)
     gf = open_gallery(cfg, pipeline)
     audit = AuditLog(cfg.audit.path, max_bytes=cfg.audit.max_bytes, keep=cfg.audit.keep)
     if source is None:
@@ -117,6 +121,7 @@ def build_engine(
         gallery_file=gf,
         audit=audit,
         threshold=threshold,
+        threshold_for=lambda n: rule.choose(n).threshold,
         reconnect=reconnect,
         liveness=liveness,
     )
