@@ -8,7 +8,8 @@ Runtime's SIGSEGV under qemu, takes only its own part down)::
 
 Parts: ``detect`` (the 110 images of the MTCNN reference fixture, one detector worker),
 ``align`` (5-point crops of real LFW faces), ``embed-litert`` / ``embed-onnxruntime``
-(MobileFaceNet on those crops), ``gallery`` (encrypt, save, load; and load the gallery the
+(MobileFaceNet on those crops), ``embed-edgeface`` (the default embedder, EdgeFace-XS, on
+ONNX Runtime), ``gallery`` (encrypt, save, load; and load the gallery the
 other architecture wrote, when given), ``door`` (the real DoorDaemon on a replay of an enrolled
 person, LiteRT embedder, file relay, audit log).
 
@@ -34,7 +35,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 FIXTURE = REPO / "tests" / "fixtures" / "mtcnn_reference.json"
-PARTS = ("detect", "align", "embed-litert", "embed-onnxruntime", "gallery", "door")
+PARTS = (
+    "detect",
+    "align",
+    "embed-litert",
+    "embed-onnxruntime",
+    "embed-edgeface",
+    "gallery",
+    "door",
+)
 #: LFW people whose photos are aligned and embedded (the first of each), and the door's
 ENROLLED, PROBES = "Colin_Powell", [10, 11, 12, 13, 14, 15]
 FACES = ["Abel_Pacheco", "Colin_Powell", "Tony_Blair", "AJ_Cook", "Aaron_Sorkin", "Abba_Eban"]
@@ -85,11 +94,16 @@ def aligned(out: Path) -> np.ndarray:
     return crops()
 
 
-def embedder(backend: str):
+def embedder(kind: str):
+    """``litert`` / ``onnxruntime``: MobileFaceNet on that backend; ``edgeface``: the default
+    embedder, EdgeFace-XS float, on ONNX Runtime."""
     from edgeface.embedder import Embedder, EmbedderConfig
 
-    path = MODELS / ("mobilefacenet-fp32.tflite" if backend == "litert" else "mobilefacenet.onnx")
-    cfg = EmbedderConfig(model="mobilefacenet-dyn", path=str(path), backend=backend)
+    if kind == "edgeface":
+        cfg = EmbedderConfig(model="edgeface-xs", path=str(MODELS / "edgeface_xs.onnx"))
+        return Embedder.from_config(cfg)
+    path = MODELS / ("mobilefacenet-fp32.tflite" if kind == "litert" else "mobilefacenet.onnx")
+    cfg = EmbedderConfig(model="mobilefacenet-dyn", path=str(path), backend=kind)
     return Embedder.from_config(cfg)
 
 
@@ -315,7 +329,7 @@ def compare(x86_dir: Path, arm_dir: Path) -> int:
         rows.append(f"align: {len(x['crops'])} crops, largest pixel difference {diff.max():.0f}")
         if diff.max() > 2:
             failures.append("align")
-    for backend in ("litert", "onnxruntime"):
+    for backend in ("litert", "onnxruntime", "edgeface"):
         x, a = load(x86_dir, f"embed-{backend}"), load(arm_dir, f"embed-{backend}")
         if a is None:
             rows.append(f"embed {backend}: no arm64 result (see the run's output)")

@@ -108,7 +108,8 @@ import shutil, sys
 from pathlib import Path
 from edgeface.modelstore import resolve_model
 out = Path(sys.argv[1])
-for name, file in (("mtcnn", "mtcnn_weights.npz"), ("mobilefacenet-dyn", "mobilefacenet.onnx")):
+for name, file in (("mtcnn", "mtcnn_weights.npz"), ("mobilefacenet-dyn", "mobilefacenet.onnx"),
+                   ("edgeface-xs", "edgeface_xs.onnx")):
     if not (out / file).is_file():
         shutil.copyfile(resolve_model(name), out / file)
 tfl = out / "mobilefacenet-fp32.tflite"
@@ -128,7 +129,7 @@ ln -sfn "$REPO/models" "$ROOT/pylinks/edgeface_models"  # the package's import n
 "${PY[@]}" -c 'import platform, sys; print("emulated:", platform.machine(), sys.version.split()[0])'
 if [ "${ARM64_BUILD_ONLY:-0}" = 1 ]; then exit 0; fi
 OUT=$(mktemp -d /tmp/edgeface-arm64-out.XXXXXX)
-PARTS=(detect align embed-litert embed-onnxruntime gallery door)
+PARTS=(detect align embed-litert embed-onnxruntime embed-edgeface gallery door)
 t0=$SECONDS
 for part in "${PARTS[@]}"; do
   OPENBLAS_NUM_THREADS=1 .venv/bin/python scripts/arm64_check.py run "$part" \
