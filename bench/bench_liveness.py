@@ -21,6 +21,7 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--frames", type=int, default=60, help="door frames per variant")
     ap.add_argument("--threads", type=int, default=1, help="liveness inference threads")
+    ap.add_argument(
+        "--sequential",
+        action="store_true",
+        help="also time each pair with its two networks one after the other (-seq rows)",
+    )
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_liveness.json")
     args = ap.parse_args(argv)
 
@@ -73,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 variants[label] = LivenessConfig(
                     paths=paths, backend=backend, threshold=0.5, session_options=opts
                 )
+    if args.sequential:
+        variants.update({f"{k}-seq": replace(v, parallel=False) for k, v in variants.items()})
     checkers = {k: LivenessChecker.from_config(v) for k, v in variants.items()}
 
     # 1. ms per face
@@ -120,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     live_stage = {k: 1000 * ident.timings["liveness"] / max(1, ident.counts["liveness"])
                   for k, ident in idents.items() if k != "none"}  # fmt: skip
 
-    print(f"{'variant':<8} {'ms/face':>8} {'door ms/frame':>14} {'+ vs none':>10} {'stage':>7}")
-    print(f"{'none':<8} {'-':>8} {door['none']:>14.2f} {'-':>10} {'-':>7}")
+    print(f"{'variant':<12} {'ms/face':>8} {'door ms/frame':>14} {'+ vs none':>10} {'stage':>7}")
+    print(f"{'none':<12} {'-':>8} {door['none']:>14.2f} {'-':>10} {'-':>7}")
     for k in checkers:
-        print(f"{k:<8} {per_face[k]:>8.2f} {door[k]:>14.2f} {door[k] - door['none']:>+10.2f} "
+        print(f"{k:<12} {per_face[k]:>8.2f} {door[k]:>14.2f} {door[k] - door['none']:>+10.2f} "
               f"{live_stage[k]:>7.2f}")  # fmt: skip
     result = {"ms_per_face": per_face, "door_frame_to_decision_median_ms": door,
               "door_liveness_stage_mean_ms": live_stage, "frames": args.frames,

@@ -72,6 +72,21 @@ def test_upstream_samples_with_our_detector(checker, detector, samples: Path) ->
     assert verdicts["image_T1"].live and verdicts["image_T1"].score > 0.95
 
 
+def test_the_two_networks_side_by_side_give_the_same_scores(
+    checker, detector, samples: Path
+) -> None:
+    """The networks run in parallel by default; one after the other gives the same scores."""
+    from edgeface.imaging import load_image
+    from edgeface.liveness import LivenessConfig
+
+    sequential = LivenessChecker.from_config(LivenessConfig(parallel=False))
+    assert checker._pool is not None and sequential._pool is None
+    for name in ("image_F1", "image_F2", "image_T1"):
+        image = load_image(samples / f"{name}.png")
+        boxes = [f.box for f in detector.detect(image)]
+        assert np.array_equal(checker.summed(image, boxes), sequential.summed(image, boxes))
+
+
 def test_colour_order_matters(checker, detector, samples: Path) -> None:
     """The guard against the silent failure SOURCE.md measured: feeding RGB as if it were BGR
     makes the screen-replay sample look far more live."""

@@ -13,6 +13,7 @@ is built, never a silent "live".
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,12 @@ class LivenessConfig:
     target_bpcer: float = DEFAULT_TARGET_BPCER
     #: calibration file; default: the packaged one whose model hashes match
     calibration: str | None = None
-    session_options: dict[str, object] = field(default_factory=dict)
+    #: one inference thread per network: the two networks run side by side instead
+    #: (``parallel``); two threads each were slower on the 2-core dev VM (README "Liveness")
+    session_options: dict[str, object] = field(default_factory=lambda: {"threads": 1})
+    #: run the networks side by side, one thread each: the door's other core is idle while a
+    #: frame is checked
+    parallel: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,12 +78,19 @@ class LivenessChecker:
         nets: Sequence[LivenessNet],
         threshold: float,
         calibration: LivenessCalibration | None = None,
+        *,
+        parallel: bool = True,
     ) -> None:
         if not nets:
             raise ConfigError("liveness needs at least one model")
         self.nets = list(nets)
         self.threshold = float(threshold)
         self.calibration = calibration
+        self._pool = (
+            ThreadPoolExecutor(len(self.nets), thread_name_prefix="edgeface-liveness")
+            if parallel and len(self.nets) > 1
+            else None
+        )
 
     @classmethod
     def from_config(cls, config: LivenessConfig | None = None) -> LivenessChecker:
@@ -101,7 +114,7 @@ class LivenessChecker:
             threshold = cfg.threshold
         if not 0.0 < threshold < 1.0:
             raise ConfigError(f"liveness threshold must be in (0, 1), got {threshold}")
-        return cls(nets, threshold, calibration)
+        return cls(nets, threshold, calibration, parallel=cfg.parallel)
 
     @property
     def model_sha256(self) -> list[str]:
@@ -112,9 +125,16 @@ class LivenessChecker:
         total = np.zeros((len(boxes), 3), np.float32)
         if not boxes:
             return total
-        for net in self.nets:
-            patches = np.stack([net.patch(image_rgb, b) for b in boxes])
-            total += net.probabilities(patches)
+
+        def run(net: LivenessNet) -> np.ndarray:
+            return net.probabilities(np.stack([net.patch(image_rgb, b) for b in boxes]))
+
+        if self._pool is None:
+            parts = [run(net) for net in self.nets]
+        else:  # ONNX Runtime, LiteRT and OpenCV release the GIL while they compute
+            parts = list(self._pool.map(run, self.nets))
+        for p in parts:
+            total += p
         return total
 
     def scores(self, image_rgb: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
