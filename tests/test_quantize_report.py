@@ -113,3 +113,23 @@ def test_markdown_detector_rows_show_recall_and_landmark_error() -> None:
         "| AP dlib | recall dlib | AP masks | recall masks | landmark NME dlib | median |" in text
     )
     assert "| int8 onnx | onnxruntime | 21.5 | 1.0 | 1.0 | 0.4 | 0.52 | 0.061 | 0.052 |" in text
+
+
+def test_detector_variants_add_a_float_onet_cascade_per_format(tmp_path) -> None:
+    """Beside each complete format x precision set, INT8 P-/R-Net with the float O-Net (the
+    landmark stage) is judged too."""
+    from edgeface_tools.quantize.report import detector_variants
+
+    arts = [
+        {"model": f"mtcnn-{net}", "format": fmt, "precision": prec,
+         "file": f"mtcnn-{net}-{prec}.{ext}"}
+        for net in ("pnet", "rnet", "onet")
+        for fmt, ext in (("onnx", "onnx"), ("tflite", "tflite"))
+        for prec in ("fp32", "int8")
+    ]  # fmt: skip
+    out = detector_variants(tmp_path, arts)
+    mixed = out["int8 P/R + fp32 O onnx"]
+    assert mixed.backend == "onnxruntime"
+    assert mixed.models["pnet"].endswith("mtcnn-pnet-int8.onnx")
+    assert mixed.models["onet"].endswith("mtcnn-onet-fp32.onnx")
+    assert "int8 P/R + fp32 O tflite" in out and "int8 onnx" in out and "fp32 tflite" in out

@@ -230,9 +230,18 @@ def detector_variants(art_dir: Path, artifacts: list[dict[str, Any]]) -> dict[st
             net = a["model"].split("-", 1)[1]
             sets.setdefault((a["format"], a["precision"]), {})[net] = str(Path(art_dir) / a["file"])
     out: dict[str, Any] = {"float numpy": DetectorConfig()}
+    nets = {"pnet", "rnet", "onet"}
     for (fmt, prec), models in sorted(sets.items()):
-        if set(models) == {"pnet", "rnet", "onet"}:
+        if set(models) == nets:
             out[f"{prec} {fmt}"] = DetectorConfig(backend=BACKEND_OF_FORMAT[fmt], models=models)
+    for fmt in sorted({f for f, _ in sets}):
+        int8, fp32 = sets.get((fmt, "int8"), {}), sets.get((fmt, "fp32"), {})
+        if set(int8) == nets and "onet" in fp32:
+            # O-Net makes the landmarks alignment uses; P-Net (the pyramid) is most of the work
+            mixed = {**int8, "onet": fp32["onet"]}
+            out[f"int8 P/R + fp32 O {fmt}"] = DetectorConfig(
+                backend=BACKEND_OF_FORMAT[fmt], models=mixed
+            )
     return out
 
 
