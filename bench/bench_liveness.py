@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--frames", type=int, default=60, help="door frames per variant")
     ap.add_argument("--threads", type=int, default=1, help="liveness inference threads")
     ap.add_argument(
-        "--sequential",
+        "--parallel",
         action="store_true",
-        help="also time each pair with its two networks one after the other (-seq rows)",
+        help="also time each pair with its two networks side by side (-par rows)",
     )
     ap.add_argument("--out", type=Path, default=REPO / "out" / "bench_liveness.json")
     args = ap.parse_args(argv)
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                 variants[label] = LivenessConfig(
                     paths=paths, backend=backend, threshold=0.5, session_options=opts
                 )
-    if args.sequential:
-        variants.update({f"{k}-seq": replace(v, parallel=False) for k, v in variants.items()})
+    if args.parallel:
+        variants.update({f"{k}-par": replace(v, parallel=True) for k, v in variants.items()})
     checkers = {k: LivenessChecker.from_config(v) for k, v in variants.items()}
 
     # 1. ms per face

@@ -47,12 +47,14 @@ class LivenessConfig:
     target_bpcer: float = DEFAULT_TARGET_BPCER
     #: calibration file; default: the packaged one whose model hashes match
     calibration: str | None = None
-    #: one inference thread per network: the two networks run side by side instead
-    #: (``parallel``); two threads each were slower on the 2-core dev VM (README "Liveness")
+    #: one inference thread per network: two each were slower on the 2-core dev VM (README
+    #: "Liveness")
     session_options: dict[str, object] = field(default_factory=lambda: {"threads": 1})
-    #: run the networks side by side, one thread each: the door's other core is idle while a
-    #: frame is checked
-    parallel: bool = True
+    #: run the networks side by side, one thread each. Off by default: on the 2-core dev VM it
+    #: halved the time of one check on its own (INT8 pair 1.3-1.7 ms vs 2.9-3.2 ms) but did
+    #: not shorten the door's frame, where the liveness stage took as long or longer
+    #: (``bench/bench_liveness.py --sequential``); measure on the device before turning it on
+    parallel: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class LivenessChecker:
         threshold: float,
         calibration: LivenessCalibration | None = None,
         *,
-        parallel: bool = True,
+        parallel: bool = False,
     ) -> None:
         if not nets:
             raise ConfigError("liveness needs at least one model")
