@@ -14,20 +14,15 @@ from __future__ import annotations
 
 import argparse
 import calendar
-import json
 import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from edgeface.cli.bundle_device_cmd import DEFAULT_TRUSTED_KEYS, register_device
+from edgeface.cli.bundle_device_cmd import DEFAULT_TRUSTED_KEYS, _print_json, register_device
 from edgeface.embedder.model import DEFAULT_EMBEDDER
 from edgeface.errors import ConfigError
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=True))
 
 
 def _parse_time(value: str) -> float:

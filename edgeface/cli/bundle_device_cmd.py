@@ -9,12 +9,13 @@ options default from the environment so a remote command stays short:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
+
+from edgeface.cli.options import print_json
 
 #: the device defaults (edgeface.bundle.device / keys hold the same values; not imported here
 #: so that ``edgeface --help`` loads nothing of the bundle code)
@@ -23,7 +24,7 @@ DEFAULT_TRUSTED_KEYS = "/etc/edgeface/trusted-keys"
 
 
 def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, sort_keys=True))
+    print_json(obj, sort_keys=True, ensure_ascii=True)
 
 
 def register_device(bsub: argparse._SubParsersAction) -> None:

@@ -8,12 +8,12 @@ Key options are the same on every command: ``--key-file``, ``--passphrase-env VA
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgeface.cli.main import PipelineFactory
+from edgeface.cli.options import print_json  # noqa: F401  (the gallery commands import it here)
 from edgeface.gallery import GalleryFile, KeySource
 from edgeface.gallery.keysource import KeyChoice, default_gallery_path, resolve_key
 
@@ -111,7 +111,3 @@ def open_pipeline(args: argparse.Namespace) -> FacePipeline:
     """The face pipeline, made by the factory the command was given."""
     factory: PipelineFactory = args.pipeline_factory
     return factory()
-
-
-def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False))

@@ -8,9 +8,10 @@ tqdm is installed, so pipes and logs never get them.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -32,3 +33,8 @@ def progress(
         yield from items
         return
     yield from tqdm(items, desc=desc, total=total, unit=unit, file=sys.stderr, leave=False)
+
+
+def print_json(obj: Any, *, sort_keys: bool = False, ensure_ascii: bool = False) -> None:
+    """``obj`` as indented JSON on stdout (what ``--json`` prints)."""
+    print(json.dumps(obj, indent=2, sort_keys=sort_keys, ensure_ascii=ensure_ascii))
