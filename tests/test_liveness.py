@@ -126,6 +126,46 @@ def test_packaged_calibration_matches_the_float_pair(checker) -> None:
     assert set(cal.thresholds) >= {"0.01", "0.02", "0.05", "0.1"}
 
 
+def _copied_pair(checker, folder: Path) -> tuple[str, str]:
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n in checker.nets:
+        src = Path(n.session.info.path)
+        out.append(str(shutil.copyfile(src, folder / src.name)))
+    return out[0], out[1]
+
+
+def test_calibration_beside_the_model_files_is_found_first(checker, tmp_path: Path) -> None:
+    """A quantized pair travels with its calibration (``eval liveness --write-calibration
+    DIR``): the door finds it beside the files, before the packaged ones."""
+    from edgeface.liveness.calibration import LivenessCalibration
+
+    paths = _copied_pair(checker, tmp_path / "pair")
+    thresholds = {"0.01": 0.11, "0.02": 0.22, "0.05": 0.33, "0.1": 0.44}
+    LivenessCalibration("beside", checker.model_sha256, thresholds, {}).save(
+        tmp_path / "pair" / "liveness-beside.json"
+    )
+    found = LivenessChecker.from_config(LivenessConfig(paths=paths))
+    assert found.calibration is not None and found.calibration.variant == "beside"
+    assert found.threshold == 0.22
+    # a calibration beside the files that was made for other files is passed over
+    other = _copied_pair(checker, tmp_path / "other")
+    LivenessCalibration("stale", ["0" * 64, "1" * 64], thresholds, {}).save(
+        tmp_path / "other" / "liveness-stale.json"
+    )
+    packaged = LivenessChecker.from_config(LivenessConfig(paths=other))
+    assert packaged.threshold == checker.threshold
+
+
+def test_corrupt_calibration_beside_the_models_fails_closed(checker, tmp_path: Path) -> None:
+    paths = _copied_pair(checker, tmp_path / "pair")
+    (tmp_path / "pair" / "liveness-broken.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"liveness-broken\.json: not a valid liveness"):
+        LivenessChecker.from_config(LivenessConfig(paths=paths))
+
+
 def _edgeface(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "edgeface.cli.main", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=300)  # fmt: skip

@@ -148,19 +148,22 @@ def test_converter_that_writes_nothing_is_an_error(tmp_path: Path) -> None:
     assert not (tmp_path / "x.tflite").exists()
 
 
-def test_float_tail_with_integer_io_is_refused_before_converting(tmp_path: Path) -> None:
-    """A float head cannot end in int8 outputs; say so instead of a converter stack trace."""
+@pytest.mark.parametrize("kept", [{"float_tail_after": "PRELU"}, {"float_ops": ("PRELU",)}])
+def test_float_ops_with_integer_io_are_refused_before_converting(
+    tmp_path: Path, kept: dict[str, object]
+) -> None:
+    """Ops kept float cannot end in int8 outputs; say so instead of a converter stack trace."""
     from edgeface_tools.quantize.tflite import saved_model_to_tflite
 
     calib = np.zeros((2, 12, 12, 3), np.float32)
-    with pytest.raises(ConfigError, match="float tail needs float32"):
+    with pytest.raises(ConfigError, match="kept float need float32"):
         saved_model_to_tflite(
             tmp_path / "no_model",
             tmp_path / "x.tflite",
             precision="int8",
             calib_nhwc=calib,
             io_type="int8",
-            float_tail_after="PRELU",
+            **kept,  # type: ignore[arg-type]
         )
     assert not (tmp_path / "x.tflite").exists()
 

@@ -38,9 +38,12 @@ def register_liveness(actions: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", metavar="JSON", help="reuse / store the detected face boxes here")
     p.add_argument(
         "--write-calibration",
-        action="store_true",
-        help="write models/calibration/liveness-<LABEL>.json for each --model "
-        "(thresholds for BPCER 1/5/10 %% on the live faces of all sets)",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="write liveness-<LABEL>.json for each --model (thresholds for BPCER 1/2/5/10 %% "
+        "on the live faces of all sets) into DIR, e.g. the folder of the quantized pair, "
+        "where the door looks for it; without DIR into the package's models/calibration",
     )
     p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     p.set_defaults(func=run_liveness)
@@ -73,13 +76,10 @@ def parse_models(specs: list[str] | None) -> list[tuple[str, tuple[str, ...] | N
 
 
 def _checker(paths: tuple[str, ...] | None, threads: int) -> Any:
-    from edgeface.backends import backend_for_format
     from edgeface.liveness import LivenessChecker, LivenessConfig
 
-    backend = backend_for_format(Path(paths[0]).suffix.lstrip(".")) if paths else "onnxruntime"
     # threshold 0.5 only to build without a calibration: thresholds are measured below
-    cfg = LivenessConfig(paths=paths, backend=backend, threshold=0.5,
-                         session_options={"threads": threads})  # fmt: skip
+    cfg = LivenessConfig(paths=paths, threshold=0.5, session_options={"threads": threads})
     return LivenessChecker.from_config(cfg)
 
 
@@ -142,14 +142,18 @@ def run_liveness(args: argparse.Namespace) -> int:
         summed = {s: summed_probabilities(checker, f) for s, f in faces.items()}
         scores = {s: v[:, 1] / len(checker.nets) for s, v in summed.items()}
         live_all = np.concatenate([scores[s][faces[s].is_live] for s in sets])
-        if args.write_calibration:
+        if args.write_calibration is not None:
             cal = make_calibration(label, checker.model_sha256, faces, scores, live_all)
-            dest = Path(packaged_calibrations()[0]).parent if packaged_calibrations() else None
+            dest = Path(args.write_calibration) if args.write_calibration else None
+            if dest is None and packaged_calibrations():
+                dest = Path(packaged_calibrations()[0]).parent
             dest = dest or Path(__file__).resolve().parents[2] / "models" / "calibration"
+            dest.mkdir(parents=True, exist_ok=True)
             cal.save(dest / f"liveness-{label}.json")
             print(f"wrote {dest / f'liveness-{label}.json'}")
+        beside = [Path(p).parent for p in paths or ()]
         try:
-            thresholds = dict(find_calibration(checker.model_sha256).thresholds)
+            thresholds = dict(find_calibration(checker.model_sha256, beside=beside).thresholds)
         except ConfigError:
             thresholds = {f"{t:g}": threshold_for_bpcer(live_all, t) for t in TARGETS}
         variant: dict[str, Any] = {"models": paths or "manifest float pair",

@@ -141,8 +141,9 @@ class LivenessCheckConfig:
     models: tuple[str, ...] = ("minifasnet-v2", "minifasnet-v1se")
     #: explicit files for them (e.g. the INT8 pair), one per model
     paths: tuple[Path, ...] | None = None
-    backend: str = "onnxruntime"
-    #: calibration file; default: the packaged one matching the model files
+    #: None: by the files' format (.onnx ONNX Runtime, .tflite LiteRT)
+    backend: str | None = None
+    #: calibration file; default: the one matching the model files, beside them or packaged
     calibration: Path | None = None
 
 
@@ -313,7 +314,7 @@ def _liveness(s: Section, base: Path) -> LivenessCheckConfig:
         target_bpcer=target,
         models=models,
         paths=tuple(base / p for p in paths) if paths else None,
-        backend=s.get("backend", str, d.backend),
+        backend=s.get("backend", str, None),
         calibration=(base / cal) if cal else None,
     )
 

@@ -14,6 +14,7 @@ development spoofs, per set, so nobody has to guess what a setting costs.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -76,8 +77,10 @@ class LivenessCalibration:
         return self.thresholds[key]
 
     def save(self, path: Path) -> None:
+        from edgeface.storage import atomic_write
+
         text = json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-        path.write_text(text, encoding="utf-8")
+        atomic_write(Path(path), text.encode("utf-8"), mode=0o644, what="liveness calibration")
 
 
 def packaged_calibrations() -> list[Path]:
@@ -100,9 +103,21 @@ def read_calibration(path: Path) -> LivenessCalibration:
         raise ConfigError(f"{path}: not a valid liveness calibration file ({exc})") from exc
 
 
-def find_calibration(model_sha256: list[str], path: Path | None = None) -> LivenessCalibration:
-    """The calibration made with exactly these model files (``path`` must match them too)."""
-    candidates = [Path(path)] if path is not None else packaged_calibrations()
+def find_calibration(
+    model_sha256: list[str], path: Path | None = None, beside: Sequence[Path] = ()
+) -> LivenessCalibration:
+    """The calibration made with exactly these model files (``path`` must match them too).
+
+    Without ``path``: the ``liveness-*.json`` files in the folders ``beside`` (where the model
+    files are: a quantized pair travels with the calibration measured for it, see
+    ``edgeface eval liveness --write-calibration DIR``), then the packaged ones.
+    """
+    if path is not None:
+        candidates = [Path(path)]
+    else:
+        folders = dict.fromkeys(Path(d) for d in beside)
+        candidates = [c for d in folders for c in sorted(d.glob("liveness-*.json"))]
+        candidates += packaged_calibrations()
     for p in candidates:
         cal = read_calibration(p)
         if cal.model_sha256 == list(model_sha256):
@@ -116,5 +131,6 @@ def find_calibration(model_sha256: list[str], path: Path | None = None) -> Liven
     raise ConfigError(
         "no liveness calibration for these model files "
         f"({', '.join(s[:12] for s in model_sha256)}); measure one with: "
-        "edgeface eval liveness --write-calibration (or set an explicit threshold)"
+        "edgeface eval liveness --model ... --write-calibration DIR (or set an explicit "
+        "threshold)"
     )

@@ -41,11 +41,14 @@ class LivenessConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     #: explicit model files (e.g. the INT8 pair), one per entry of ``models``
     paths: tuple[str, ...] | None = None
-    backend: str = "onnxruntime"
+    #: inference backend; None: by each file's format (``.onnx`` ONNX Runtime, ``.tflite``
+    #: LiteRT), ONNX Runtime for the manifest's float pair
+    backend: str | None = None
     #: explicit threshold on the fused live score; else from the calibration at target_bpcer
     threshold: float | None = None
     target_bpcer: float = DEFAULT_TARGET_BPCER
-    #: calibration file; default: the packaged one whose model hashes match
+    #: calibration file; default: the one whose model hashes match, beside the model files
+    #: (``paths``) or packaged
     calibration: str | None = None
     #: one inference thread per network: two each were slower on the 2-core dev VM (README
     #: "Liveness")
@@ -55,6 +58,12 @@ class LivenessConfig:
     #: not shorten the door's frame, where the liveness stage took as long or longer
     #: (``bench/bench_liveness.py --sequential``); measure on the device before turning it on
     parallel: bool = False
+
+
+def _backend_of(path: str | None) -> str:
+    from edgeface.backends import backend_for_format
+
+    return backend_for_format(Path(path).suffix.lstrip(".").lower()) if path else "onnxruntime"
 
 
 @dataclass(frozen=True)
@@ -104,13 +113,14 @@ class LivenessChecker:
                 f"({', '.join(cfg.models)})"
             )
         nets = [
-            LivenessNet.open(m, p, cfg.backend, **cfg.session_options)
+            LivenessNet.open(m, p, cfg.backend or _backend_of(p), **cfg.session_options)
             for m, p in zip(cfg.models, paths, strict=True)
         ]
         calibration = None
         if cfg.threshold is None:
             cal_path = Path(cfg.calibration) if cfg.calibration else None
-            calibration = find_calibration([n.model_sha256 for n in nets], cal_path)
+            beside = [Path(p).parent for p in cfg.paths or ()]
+            calibration = find_calibration([n.model_sha256 for n in nets], cal_path, beside)
             threshold = calibration.threshold(cfg.target_bpcer)
         else:
             threshold = cfg.threshold

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,28 +108,35 @@ elif args["precision"] == "int8":
     conv.inference_output_type = io
     if args.get("per_tensor"):
         conv._experimental_disable_per_channel = True
-if args["precision"] == "int8" and args.get("float_tail_after"):
-    # the ops after the last op of this type stay float: find their output tensors in the
-    # float model (same names in the calibrated one), calibrate, quantize all but those
+if args["precision"] == "int8" and (args.get("float_tail_after") or args.get("float_ops")):
+    # ops kept float: found by type in the float model (their output tensors have the same
+    # names in the calibrated one), then calibrate and quantize all but those
     from ai_edge_litert.interpreter import Interpreter
     plain = tf.lite.TFLiteConverter.from_saved_model(args["saved_model"]).convert()
     it = Interpreter(model_content=plain)
     ops = it._get_ops_details()
     names = {t["index"]: t["name"] for t in it.get_tensor_details()}
     kinds = [o["op_name"] for o in ops]
-    if args["float_tail_after"] not in kinds:
-        sys.exit(f"no {args['float_tail_after']} op in the model: cannot find its float tail")
-    last = len(kinds) - 1 - kinds[::-1].index(args["float_tail_after"])
-    tail = [names[i] for o in ops[last + 1 :] for i in o["outputs"]]
+    keep = set()
+    if args.get("float_tail_after"):
+        if args["float_tail_after"] not in kinds:
+            sys.exit(f"no {args['float_tail_after']} op in the model: cannot find its float tail")
+        last = len(kinds) - 1 - kinds[::-1].index(args["float_tail_after"])
+        keep |= set(range(last + 1, len(ops)))
+    for kind in args.get("float_ops") or []:
+        if kind not in kinds:
+            sys.exit(f"no {kind} op in the model to keep in float")
+        keep |= {i for i, k in enumerate(kinds) if k == kind}
+    denied = [names[i] for j in sorted(keep) for i in ops[j]["outputs"]]
     opts = tf.lite.experimental.QuantizationDebugOptions(
-        denylisted_nodes=tail, fully_quantize=False
+        denylisted_nodes=denied, fully_quantize=False
     )
     dbg = tf.lite.experimental.QuantizationDebugger(
         converter=conv, debug_dataset=rep, debug_options=opts
     )
     data = dbg.get_nondebug_quantized_model()
     with open(args["tail_json"], "w") as f:
-        json.dump({"float_ops": kinds[last + 1 :], "float_tensors": tail}, f)
+        json.dump({"float_ops": [kinds[j] for j in sorted(keep)], "float_tensors": denied}, f)
 else:
     data = conv.convert()
 with open(args["out"], "wb") as f:
@@ -146,6 +154,7 @@ def saved_model_to_tflite(
     allow_float_fallback: bool = False,
     per_tensor: bool = False,
     float_tail_after: str | None = None,
+    float_ops: Sequence[str] = (),
     timeout: float = 1800,
 ) -> dict[str, Any]:
     """Convert a SavedModel to one TFLite file; returns the parameters for the manifest.
@@ -160,6 +169,10 @@ def saved_model_to_tflite(
     that type stay float (TF's quantization denylist; a DEQUANTIZE feeds them), so a small
     output head is computed in float from the INT8 trunk. Only with float32 I/O: the debugger
     that applies the denylist has no int8-output mode for a float tail.
+
+    ``float_ops`` (TFLite op types, e.g. ``("PRELU",)``): every op of these types stays float
+    between INT8 neighbours (a DEQUANTIZE before, a QUANTIZE after), through the same
+    denylist and with the same float32-I/O condition.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"TFLite precision '{precision}' unknown (use {PRECISIONS})")
@@ -175,6 +188,7 @@ def saved_model_to_tflite(
             "allow_float_fallback": allow_float_fallback,
             "per_tensor": per_tensor,
             "float_tail_after": float_tail_after,
+            "float_ops": list(float_ops),
             "tail_json": str(Path(tmp) / "tail.json"),
         }
         if precision == "int8":
@@ -193,10 +207,11 @@ def saved_model_to_tflite(
                 per_channel=not per_tensor,
                 representative_samples=len(calib_nhwc),
             )
-            if float_tail_after:
+            if float_tail_after or float_ops:
                 if io_type != "float32":
-                    raise ConfigError("a float tail needs float32 TFLite input/output")
-                params["float_tail_after"] = float_tail_after
+                    raise ConfigError("ops kept float need float32 TFLite input/output")
+                if float_tail_after:
+                    params["float_tail_after"] = float_tail_after
         cmd = [sys.executable, "-c", _CONVERT_SCRIPT, json.dumps(args)]
         try:
             res = subprocess.run(
