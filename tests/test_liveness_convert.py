@@ -142,6 +142,48 @@ def test_upstream_sample_outputs_reproduced(built, shared_models: Path) -> None:
         assert int(np.argmax(summed)) == int(np.argmax(sample["upstream"]))
 
 
+def test_prelu_as_op_is_the_same_function(built, shared_models: Path) -> None:
+    """The graph the INT8 TFLite build starts from: one PRelu per Max(x, slope * x), no
+    MAXIMUM left, the same outputs on upstream's real crops."""
+    import onnx
+    from edgeface_tools.quantize.minifasnet_export import prelu_as_op
+
+    crops = json.loads(FIXTURE.read_text())["crops"]
+    for name, path in built.items():
+        model = onnx.load(str(path))
+        rewritten = prelu_as_op(model)
+        kinds = [n.op_type for n in rewritten.graph.node]
+        assert "Max" not in kinds and kinds.count("PRelu") == 33, name
+        assert len(kinds) == len(model.graph.node) - 33  # each Mul + Max became one PRelu
+        a, b = _session(path), _session_of(rewritten)
+        for sample in crops:
+            bgr = cv2.imread(str(shared_models / "minifasnet" / "samples" / sample["image"]))
+            left, top, right, bottom = sample["crop"]
+            patch = cv2.resize(bgr[top : bottom + 1, left : right + 1], (80, 80))
+            x = {"input": patch.astype(np.float32).transpose(2, 0, 1)[None]}
+            np.testing.assert_array_equal(a.run(None, x)[0], b.run(None, x)[0])
+
+
+def test_prelu_as_op_refuses_a_graph_without_that_prelu() -> None:
+    from edgeface_tools.quantize.minifasnet_export import prelu_as_op
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"], name="relu")],
+        "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    with pytest.raises(ModelError, match="no Max"):
+        prelu_as_op(helper.make_model(graph))
+
+
+def _session_of(model):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 def test_corrupt_checkpoint_is_a_model_error(tmp_path: Path, shared_models: Path) -> None:
     from edgeface_tools.quantize.minifasnet_export import write_onnx
 

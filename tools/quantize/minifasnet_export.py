@@ -237,15 +237,16 @@ def prelu_as_op(model: Any) -> Any:
 
     out = onnx.ModelProto()
     out.CopyFrom(model)
-    producers = {o: n for n in out.graph.node for o in n.output}
+    graph = out.graph
+    producers = {o: n for n in graph.node for o in n.output}
     consumers: dict[str, int] = {}
-    for n in out.graph.node:
+    for n in graph.node:
         for i in n.input:
             consumers[i] = consumers.get(i, 0) + 1
-    initializers = {i.name for i in out.graph.initializer}
-    drop: set[int] = set()
-    nodes = []
-    for n in out.graph.node:
+    initializers = {i.name for i in graph.initializer}
+    folded: set[str] = set()  # outputs of the Mul nodes that became part of a PRelu
+    prelus: dict[str, Any] = {}  # Max node name -> its PRelu
+    for n in graph.node:
         mul = producers.get(n.input[1]) if n.op_type == "Max" and len(n.input) == 2 else None
         if (
             mul is not None
@@ -254,14 +255,23 @@ def prelu_as_op(model: Any) -> Any:
             and mul.input[1] in initializers
             and consumers.get(mul.output[0]) == 1
         ):
-            drop.add(id(mul))
-            nodes.append(helper.make_node("PRelu", [n.input[0], mul.input[1]], list(n.output),
-                                          name=n.name))  # fmt: skip
-        else:
-            nodes.append(n)
-    if not drop:
+            folded.add(mul.output[0])
+            prelus[n.name] = helper.make_node(
+                "PRelu", [n.input[0], mul.input[1]], list(n.output), name=n.name
+            )
+    if not prelus:
         raise ModelError("no Max(x, Mul(x, slope)) PReLU in this graph: not a MiniFASNet of ours")
-    del out.graph.node[:]
-    out.graph.node.extend(n for n in nodes if id(n) not in drop)
+    nodes = []
+    for n in graph.node:
+        if n.op_type == "Mul" and n.output[0] in folded:
+            continue
+        if n.op_type == "Max" and n.name in prelus:
+            nodes.append(prelus[n.name])
+        else:
+            kept = onnx.NodeProto()
+            kept.CopyFrom(n)
+            nodes.append(kept)
+    del graph.node[:]
+    graph.node.extend(nodes)
     onnx.checker.check_model(out, full_check=True)
     return out
