@@ -15,7 +15,7 @@ Like the ``edgeface`` command, it runs numpy's BLAS with one thread (set before 
 Prints tables and writes JSON. Speed is measured, never asserted.
 
     python bench/bench_door.py [--frames 120] [--embedder-model mobilefacenet-dyn]
-        [--embedder-path INT8.onnx] [--out OUT.json]
+        [--embedder-path INT8.onnx] [--liveness-paths V2,V1SE] [--out OUT.json]
 """
 
 from __future__ import annotations
@@ -265,6 +265,10 @@ def door_setup(tmp: Path, args, pipeline, gallery_people, threshold, frames) -> 
     with gf.edit() as g:
         for name, (emb, score) in gallery_people.items():
             g.add_identity(name, [Template(emb, score, model)])
+    live_lines = ""
+    if args.liveness_paths:  # e.g. the INT8 TFLite pair; its calibration beside it or packaged
+        files = ", ".join(f'"{p}"' for p in args.liveness_paths.split(","))
+        live_lines = f"[liveness]\npaths = [{files}]"
     emb_line = f'embedder_path = "{args.embedder_path}"' if args.embedder_path else ""
     if args.embedder_model:
         emb_line += f'\nembedder_model = "{args.embedder_model}"'
@@ -293,6 +297,7 @@ path = "{tmp / "relay"}"
 path = "{tmp / "audit.jsonl"}"
 [daemon]
 watchdog = true
+{live_lines}
 """
     (tmp / "door.toml").write_text(text)
     return tmp / "door.toml"
@@ -373,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--workers", type=int, default=None, help="recognition.detector_workers (door default)"
     )
+    ap.add_argument(
+        "--liveness-paths",
+        metavar="V2,V1SE",
+        help="the real door's [liveness] paths, e.g. Q/minifasnet-v2-int8.tflite,"
+        "Q/minifasnet-v1se-int8.tflite (default: the manifest's float ONNX pair)",
+    )
     ap.add_argument("--startups", type=int, default=3, help="runs of the real edgeface door")
     ap.add_argument("--run-s", type=float, default=6.0, help="seconds each runs after READY")
     ap.add_argument("--out", default=str(REPO / "out" / "bench_door.json"))
@@ -435,6 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "model_load_s": load_s,
         "embedder_model": args.embedder_model or EmbedderConfig().model,
         "embedder": args.embedder_path or "float32 ONNX of the manifest",
+        "door_liveness": args.liveness_paths or "float32 ONNX pair of the manifest",
         "detector_backend": args.detector_backend,
         "min_face_size": args.min_face_size,
         "full_detect_every": args.full_every,
