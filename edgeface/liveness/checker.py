@@ -41,8 +41,8 @@ class LivenessConfig:
     models: tuple[str, ...] = DEFAULT_MODELS
     #: explicit model files (e.g. the INT8 pair), one per entry of ``models``
     paths: tuple[str, ...] | None = None
-    #: inference backend; None: by each file's format (``.onnx`` ONNX Runtime, ``.tflite``
-    #: LiteRT), ONNX Runtime for the manifest's float pair
+    #: inference backend; None: by each file's format (``.tflite`` LiteRT, else ONNX
+    #: Runtime, as for the manifest's float pair)
     backend: str | None = None
     #: explicit threshold on the fused live score; else from the calibration at target_bpcer
     threshold: float | None = None
@@ -61,9 +61,12 @@ class LivenessConfig:
 
 
 def _backend_of(path: str | None) -> str:
-    from edgeface.backends import backend_for_format
+    """The backend that runs this file's format; ONNX Runtime for anything else (then a
+    missing or foreign file fails with its own name when it is opened)."""
+    from edgeface.backends.registry import format_backends
 
-    return backend_for_format(Path(path).suffix.lstrip(".").lower()) if path else "onnxruntime"
+    suffix = Path(path).suffix.lstrip(".").lower() if path else ""
+    return format_backends().get(suffix, "onnxruntime")
 
 
 @dataclass(frozen=True)
