@@ -211,6 +211,7 @@ def test_door_check_loads_the_liveness_models(checker, tmp_path: Path) -> None:
     base = {"camera": {"kind": "images", "path": "."}, "actuator": {"kind": "dryrun"}}
     ok = check_liveness(parse_config(base))
     assert ok.ok and f"threshold {checker.threshold:.4f}" in ok.message
+    assert "(onnxruntime)" in ok.message and "calibration minifasnet-fp32" in ok.message
     bad = tmp_path / "v2.onnx"
     bad.write_bytes(b"garbage")
     good = str(checker.nets[1].session.info.path)

@@ -73,8 +73,12 @@ def check_liveness_table(lc: LivenessCheckConfig, when_off: str) -> CheckResult:
         checker = build_liveness(lc)
         if checker is None:
             return f"OFF (liveness.required = false): {when_off}"
-        nets = ", ".join(f"{n.name} {n.model_sha256[:12]}" for n in checker.nets)
-        return f"{nets}; threshold {checker.threshold:.4f} (sha256 ok)"
+        nets = ", ".join(
+            f"{n.name} {n.model_sha256[:12]} ({n.session.info.backend})" for n in checker.nets
+        )
+        cal = checker.calibration
+        source = f"calibration {cal.variant}" if cal is not None else "pinned"
+        return f"{nets}; threshold {checker.threshold:.4f} ({source}; sha256 ok)"
 
     return _check("liveness", probe)
 
