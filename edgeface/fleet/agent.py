@@ -402,6 +402,8 @@ class DeviceAgent:
         # after the next reconnect
         room = self.cfg.queue_size // 2 - len(self.link.queue)
         head = int(self.door.status().get("audit_seq", -1))
+        if head < self._acked:
+            self._log_was_cut(head)
         if head <= self._audit_sent or room <= 0:
             return
         recs = records_after(self.audit_path, self._audit_sent, limit=room)
@@ -416,6 +418,23 @@ class DeviceAgent:
                 topics.audit_topic(self.cfg.prefix), payload, qos=1, on_ack=self._acker(seq)
             )
             self._audit_sent = seq
+
+    def _log_was_cut(self, head: int) -> None:
+        """The door's log ends below what the broker acknowledged: records were cut from its
+        tail (the door writes ``audit_tamper_detected`` and carries on from the cut). Send the
+        log again from its first kept record, so the records written since the cut, that
+        warning first, reach the collector, which reports them as diverging from its copy;
+        kept records before the cut arrive as duplicates and are ignored there."""
+        log.warning(
+            "fleet: the audit log ends at seq %d but seq %d was acknowledged: sending it again",
+            head,
+            self._acked,
+        )
+        with self._ack_mutex:
+            self._acks_above.clear()
+            self._acked = self._audit_sent = -1
+            if self.state_store is not None:
+                self.state_store.update(audit_acked_seq=-1)
 
     def _acker(self, seq: int) -> Callable[[], None]:
         """Advance the acknowledged mark only over an unbroken run of acknowledged records,

@@ -146,7 +146,9 @@ class AuditCollector:
                 f"truncated: the device's audit log ends at seq {seq}, but seq {log.last_seq} "
                 f"was collected: records {seq + 1}..{log.last_seq} were removed on the device"
             )
-            if msg not in log.problems:
+            # the head keeps growing as the door writes on from the cut: the first report
+            # says best where the cut was
+            if not any(p.startswith("truncated:") for p in log.problems):
                 log.problems.append(msg)
         elif seq in log.hashes and head and log.hashes[seq] != head:
             log.problems.append(
