@@ -96,6 +96,7 @@ class KioskServer:
         pin: str | None = PIN,
         reconnect: Any = None,
         liveness: Any = None,
+        challenge_side: Any = None,
     ):
         import uvicorn
 
@@ -109,7 +110,12 @@ class KioskServer:
         self.cfg = cfg
         self.camera = camera
         self.engine = build_engine(
-            cfg, source=camera, pipeline=pipeline, reconnect=reconnect, liveness=liveness
+            cfg,
+            source=camera,
+            pipeline=pipeline,
+            reconnect=reconnect,
+            liveness=liveness,
+            challenge_side=challenge_side,
         )
         self.app = create_app(self.engine)
         self.kiosk = self.app.state.kiosk

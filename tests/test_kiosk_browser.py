@@ -367,6 +367,32 @@ def test_forget_me_removes_the_person(
     assert iid not in {i.id for i in gf.load_backup().identities()}
 
 
+def test_head_turn_challenge_prompts_then_welcomes(
+    browser: Any, pipeline: Any, lfw_dir: Path, tmp_path: Path
+) -> None:
+    """``[verify] challenge = "head_turn"``: the match asks for a turn to the (pinned) left;
+    the page says so, and the welcome comes only once the camera shows him turned and back.
+    (The challenge's rules on real faces: test_kiosk_challenge.py.)"""
+    d = lfw_dir / "images" / "Colin_Powell"
+    front, turned = d / "Colin_Powell_0033.jpg", d / "Colin_Powell_0016.jpg"
+    cam = SceneCamera({"front": [front], "turn_and_back": [turned, front]})
+    cfg = kiosk_config(tmp_path, verify={"challenge": "head_turn", "challenge_timeout_s": 30})
+    enroll_from_files(cfg, pipeline, "Colin Powell", [d / "Colin_Powell_0004.jpg"])
+    with running_kiosk(cfg, cam, pipeline, challenge_side=lambda: "left") as srv:
+        p = Page(browser, srv.url, (1024, 600), "f")
+        cam.show("front")
+        wait_text(p, "#idle-title", "Turn your head to your LEFT", 60)
+        p.shot("01-challenge-turn")
+        assert srv.audit_events().count("verify_accept") == 0
+        cam.show("turn_and_back")
+        wait_result(p, "Welcome, Colin Powell", 60)
+        p.shot("02-challenge-welcome")
+        cam.show(None)
+        p.close_and_check()
+        events = srv.audit_events()
+    assert events.index("challenge_start") < events.index("verify_accept")
+
+
 def test_screens_fit_both_panel_sizes(
     browser: Any, pipeline: Any, scenes: dict[str, list[Path]], tmp_path: Path
 ) -> None:

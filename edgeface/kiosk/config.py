@@ -6,6 +6,7 @@ daemon and a kiosk is configured once in one vocabulary. What is new: ``[server]
 page is served, bound to loopback by default), ``[verify]`` (the k-of-n policy and how long a
 result stays on screen), ``[operator]`` (PIN lockout and idle timeout) and ``[enroll]``
 (how many templates a guided capture collects and the quality gates they pass).
+``[verify] challenge = "head_turn"`` adds the active check of :mod:`edgeface.kiosk.challenge`.
 ``[liveness]`` is the door's table too (same keys, parser and defaults, ``required = true``):
 a printed photo or a phone screen is neither welcomed, enrolled nor allowed to "forget" anyone.
 """
@@ -35,6 +36,8 @@ from edgeface.door.config import (
 from edgeface.errors import ConfigError
 from edgeface.face_sizes import KIOSK_VERIFY_MIN_FACE
 from edgeface.gallery.quality import QualityGates
+from edgeface.kiosk.challenge import KINDS as CHALLENGE_KINDS
+from edgeface.kiosk.challenge import ChallengeConfig
 from edgeface.schema import Section, load_toml_config, non_negative, positive
 
 DEFAULT_STATE_DIR = Path("/var/lib/edgeface/kiosk")
@@ -65,6 +68,8 @@ class VerifyConfig:
         default_factory=lambda: PolicyConfig(unlock_s=3.0, min_face_size=KIOSK_VERIFY_MIN_FACE)
     )
     result_s: float = 3.0
+    #: ``challenge = "head_turn"``: after a match, a head turn to a random side (off by default)
+    challenge: ChallengeConfig = field(default_factory=ChallengeConfig)
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,31 @@ def _verify(s: Section) -> VerifyConfig:
     )
     # the policy's "unlocked" time is the time the welcome stays on screen
     policy = PolicyConfig(**{**policy.__dict__, "unlock_s": result_s})
-    return VerifyConfig(policy=policy, result_s=result_s)
+    return VerifyConfig(policy=policy, result_s=result_s, challenge=_challenge(s))
+
+
+def _challenge(s: Section) -> ChallengeConfig:
+    d = ChallengeConfig()
+    return ChallengeConfig(
+        kind=s.get(
+            "challenge",
+            str,
+            d.kind,
+            check=lambda v: None if v in CHALLENGE_KINDS else f"must be one of {CHALLENGE_KINDS}",
+        ),
+        turn_yaw=s.get(
+            "challenge_turn_yaw",
+            float,
+            d.turn_yaw,
+            check=lambda v: None if 0.1 <= v <= 0.9 else "must be in [0.1, 0.9]",
+        ),
+        timeout_s=s.get(
+            "challenge_timeout_s",
+            float,
+            d.timeout_s,
+            check=lambda v: None if 1 <= v <= 60 else "must be in [1, 60]",
+        ),
+    )
 
 
 def _operator(s: Section) -> OperatorConfig:

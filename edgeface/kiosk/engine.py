@@ -13,7 +13,9 @@ Modes (one at a time, the kiosk has one camera and one screen):
 * ``verify`` (idle): hands-free, the door's k-of-n :class:`DecisionPolicy` with the
   door's threshold rule (``target_fpir``: it rises with the gallery) -> "Welcome, <name>" or
   "Not recognized" for ``result_s``; repeated
-  rejections pause recognition (the door's :class:`Lockout`).
+  rejections pause recognition (the door's :class:`Lockout`). With ``[verify] challenge =
+  "head_turn"`` the match first asks for a head turn to a random side
+  (:mod:`edgeface.kiosk.challenge`); a failed challenge is a failed attempt.
 * ``enroll``: owned by one browser session (operator or invitee); frames go through the
   enrollment quality gates (:class:`Enroller`) until ``templates`` are accepted, then the
   duplicate check and the save into the encrypted gallery under the writer lock.
@@ -56,6 +58,7 @@ from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.gallery.enroll import Enroller, find_duplicates
 from edgeface.gallery.errors import GalleryError, LockTimeoutError
 from edgeface.gallery.store import Gallery, GalleryFile, ModelRef, Template
+from edgeface.kiosk.challenge import HeadTurn, Status, random_side
 from edgeface.kiosk.config import KioskConfig
 from edgeface.kiosk.guidance import Guidance, guide
 from edgeface.recognition.pipeline import FaceEmbedder, FaceResult
@@ -134,6 +137,7 @@ class KioskEngine:
         watchdog: Callable[[], object] = lambda: None,
         reconnect: Backoff | None = None,
         liveness: LivenessChecker | None = None,
+        challenge_side: Callable[[], str] = random_side,
     ) -> None:
         if cfg.liveness.required and liveness is None:  # fail closed, never silently off
             raise ConfigError(
@@ -197,6 +201,10 @@ class KioskEngine:
         self._reenroll_id: str | None = None
         self._forget_policy: DecisionPolicy | None = None
         self._forget_match: tuple[str, str, float] | None = None
+        #: the head-turn challenge after a match (``[verify] challenge``), and the match
+        self._challenge: HeadTurn | None = None
+        self._challenge_match: tuple[Observation, int] | None = None
+        self._challenge_side = challenge_side
         self.errors = 0
         # gallery copy for matching, reloaded when the file changes (door, CLI, ourselves)
         self._gallery_stat: tuple[int, int, int] | None = None
@@ -406,6 +414,9 @@ class KioskEngine:
                 and now - self._forget_match[2] > FORGET_CONFIRM_S
             ):
                 self._to_verify(None)
+            challenge = self._challenge
+        if challenge is not None and now >= challenge.deadline:  # no frame came to end it
+            self._challenge_failed(challenge, "timeout", now)
 
     def process(self, rgb: np.ndarray, seq: int, now: float) -> None:
         """One frame through whatever the current mode does with it."""
@@ -428,7 +439,9 @@ class KioskEngine:
         g = guide(rgb, faces, gates, min_face)
         with self._state:
             self.guidance = g
-        if mode == VERIFY:
+        if mode == VERIFY and self._challenge is not None:
+            self._challenge_step(rgb, faces, now)
+        elif mode == VERIFY:
             self._verify(rgb, faces, now)
         elif mode == ENROLL:
             self._enroll(rgb, faces, seq, now)
@@ -436,7 +449,11 @@ class KioskEngine:
             self._forget(rgb, faces, now)
 
     def observe(self, rgb: np.ndarray, faces: list[FaceResult]) -> Observation:
-        r = self.pipeline.choose(faces, rgb.shape)
+        return self._observe_chosen(rgb, self.pipeline.choose(faces, rgb.shape))
+
+    def _observe_chosen(self, rgb: np.ndarray, r: FaceResult | None) -> Observation:
+        """The chosen face as the policy sees it: who (at the threshold for the gallery's
+        size), how well seen, how live."""
         if r is None:
             return Observation.no_face(self.threshold)
         decision = self.gallery.identify(r.embedding, self.threshold, k=1)
@@ -467,8 +484,10 @@ class KioskEngine:
         with self._state:
             self.guidance = Guidance("not_live", self.guidance.boxes)
 
-    def _rejected(self, now: float, obs: Observation | None, event: str, reason: str) -> None:
-        self.audit.append(event, reason=reason, **self._fields(obs))
+    def _rejected(
+        self, now: float, obs: Observation | None, event: str, reason: str, **extra: Any
+    ) -> None:
+        self.audit.append(event, reason=reason, **self._fields(obs), **extra)
         for ev in self.lockout.record_failure(CAMERA_SCOPE, now):
             self.audit.append("lockout", scope=ev.scope, pause_s=ev.pause_s, level=ev.level)
             with self._state:
@@ -478,11 +497,10 @@ class KioskEngine:
         obs = self.observe(rgb, faces)
         d = self.policy.observe(obs, now)
         show = self.cfg.verify.result_s
-        if d.verdict is Verdict.UNLOCK:
-            self.audit.append("verify_accept", votes=d.votes, **self._fields(obs))
-            self.lockout.record_success(CAMERA_SCOPE)
-            with self._state:
-                self.result = Result("welcome", now + show, name=obs.name)
+        if d.verdict is Verdict.UNLOCK and self.cfg.verify.challenge.enabled:
+            self._start_challenge(rgb, faces, obs, d.votes, now)
+        elif d.verdict is Verdict.UNLOCK:
+            self._welcome(obs, d.votes, now)
         elif d.verdict is Verdict.SPOOF:
             self._spoof(VERIFY, **self._fields(d.observation))
         elif d.verdict is Verdict.REJECTED:
@@ -490,12 +508,75 @@ class KioskEngine:
                 self.result = Result(rejected_result(d.reason), now + show)
             self._rejected(now, d.observation, "verify_reject", d.reason or "unknown")
 
+    def _welcome(self, obs: Observation, votes: int, now: float, **extra: Any) -> None:
+        self.audit.append("verify_accept", votes=votes, **self._fields(obs), **extra)
+        self.lockout.record_success(CAMERA_SCOPE)
+        with self._state:
+            self.result = Result("welcome", now + self.cfg.verify.result_s, name=obs.name)
+
+    # --- head-turn challenge (optional) ---------------------------------------------------
+
+    def _start_challenge(
+        self, rgb: np.ndarray, faces: list[FaceResult], obs: Observation, votes: int, now: float
+    ) -> None:
+        chosen = self.pipeline.choose(faces, rgb.shape)
+        assert chosen is not None and obs.identity_id is not None  # the policy matched it
+        ch = HeadTurn(
+            self.cfg.verify.challenge,
+            identity_id=obs.identity_id,
+            name=obs.name,
+            face=chosen.face,
+            now=now,
+            side=self._challenge_side(),
+        )
+        with self._state:
+            self._challenge, self._challenge_match = ch, (obs, votes)
+        # the policy's unlock becomes the challenge: voting starts afresh (after the usual
+        # cooldown) once the challenge and its result are over
+        self.policy.force_lock(now)
+        self.audit.append("challenge_start", side=ch.side, identity_id=ch.identity_id)
+
+    def _challenge_step(self, rgb: np.ndarray, faces: list[FaceResult], now: float) -> None:
+        ch, match = self._challenge, self._challenge_match
+        if ch is None or match is None:
+            return
+        chosen = self.pipeline.choose(faces, rgb.shape)
+        obs = self._observe_chosen(rgb, chosen)
+        live = obs.live if self.liveness is not None else None
+        fields = {k: v for k, v in self._fields(obs).items() if k.startswith("liveness")}
+        same = obs.identity_id == ch.identity_id
+        step = ch.step(chosen.face if chosen is not None else None, live, now, same=same)
+        if step.status is Status.PASSED:
+            with self._state:
+                self._challenge = self._challenge_match = None
+            yaw = round(float(ch.turned_yaw or 0.0), 3)
+            self._welcome(match[0], match[1], now, challenge=ch.side, turned_yaw=yaw)
+        elif step.status is Status.FAILED:
+            self._challenge_failed(ch, step.reason, now, yaw=step.yaw, **fields)
+
+    def _challenge_failed(self, ch: HeadTurn, why: str, now: float, **fields: Any) -> None:
+        """A failed challenge is a failed attempt: audited, shown, counted for the lockout."""
+        with self._state:
+            if self._challenge is not ch:  # already ended (a frame and the timer raced)
+                return
+            self._challenge = self._challenge_match = None
+            kind = "not_live" if why == "spoof" else "challenge_failed"
+            self.result = Result(kind, now + self.cfg.verify.result_s, detail=why)
+        extra = {k: v for k, v in fields.items() if v is not None}
+        if isinstance(extra.get("yaw"), float):
+            extra["yaw"] = round(extra["yaw"], 3)
+        reason = "spoof" if why == "spoof" else f"challenge_{why}"
+        self._rejected(
+            now, None, "verify_reject", reason, identity_id=ch.identity_id, side=ch.side, **extra
+        )
+
     # --- enroll ---------------------------------------------------------------------------
 
     def _take(self, token: str, mode: str) -> None:
         if self.mode != VERIFY and self.owner != token:
             raise ModeBusy("the kiosk is busy with another person; try again in a minute")
         self.mode, self.owner, self.result = mode, token, None
+        self._challenge = self._challenge_match = None
         self.policy.reset()
 
     def _to_verify(self, result: Result | None) -> None:
@@ -504,6 +585,7 @@ class KioskEngine:
         self._capture = []
         self._forget_match = None
         self._forget_policy = None
+        self._challenge = self._challenge_match = None
         self.policy.reset()
 
     def start_enroll(
@@ -686,6 +768,7 @@ class KioskEngine:
         now = self.clock()
         with self._state:
             r = self.result if self.result is not None and now < self.result.until else None
+            ch = self._challenge
             return {
                 "mode": self.mode,
                 "mine": self.owner is not None and self.owner == token,
@@ -703,7 +786,13 @@ class KioskEngine:
                 "camera_fps": round(self.camera_rate.per_s(), 1),
                 "recognition_fps": round(self.recognition_rate.per_s(), 1),
                 "identities": len(self.gallery),
+                "challenge": None if ch is None else challenge_state(ch, now),
             }
+
+
+def challenge_state(ch: HeadTurn, now: float) -> dict[str, Any]:
+    """What the page needs to prompt the head turn: the side, turn or look back, time left."""
+    return {"side": ch.side, "turned": ch.turned, "left_s": round(ch.remaining(now), 1)}
 
 
 def rejected_result(reason: str | None) -> str:

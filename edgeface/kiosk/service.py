@@ -8,6 +8,7 @@ the same gallery the same way. ``--check`` is here too, in the door's one-line-p
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -92,13 +93,15 @@ def build_engine(
     pipeline: Any = None,
     reconnect: Backoff | None = None,
     liveness: LivenessChecker | None = None,
+    challenge_side: Callable[[], str] | None = None,
 ) -> KioskEngine:
     """The kiosk's engine. A camera opened here from ``[camera]`` reconnects by itself with
     the configured backoff; a ``source`` handed in (tests, benchmarks) is used as is unless
     ``reconnect`` is given. The engine wraps the camera itself, so camera events and the
     stop flag need no back-reference. The liveness checker of ``[liveness]`` is built first
     (unless one is handed in): a missing or corrupt model or calibration fails here, before
-    the gallery, the audit log or the camera is opened."""
+    the gallery, the audit log or the camera is opened. ``challenge_side`` picks the side of
+    the head-turn challenge (``[verify] challenge``); random unless a test pins it."""
     from edgeface.door.service import build_liveness
 
     if liveness is None:
@@ -124,6 +127,7 @@ def build_engine(
         threshold_for=lambda n: rule.choose(n).threshold,
         reconnect=reconnect,
         liveness=liveness,
+        **({"challenge_side": challenge_side} if challenge_side is not None else {}),
     )
 
 

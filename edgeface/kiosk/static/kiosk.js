@@ -8,6 +8,7 @@ const RESULT_TEXT = {
   welcome: ["Welcome", "good"],
   not_recognized: ["Not recognized", "bad"],
   not_live: ["Not a live face", "bad"],
+  challenge_failed: ["Not confirmed", "bad"],
   enrolled: ["Enrolled", "good"],
   duplicate: ["Already enrolled", "bad"],
   forgotten: ["Removed", "info"],
@@ -275,7 +276,8 @@ function applyState(st) {
   K.state = st;
   const guidance = $("guidance");
   const onPreview = ["idle", "capture", "forget"].includes(K.screen);
-  guidance.textContent = onPreview && st.faces > 0 ? st.guidance_text : "";
+  // during a head-turn challenge the title asks for the turn; "Hold still" would contradict it
+  guidance.textContent = onPreview && st.faces > 0 && !st.challenge ? st.guidance_text : "";
   const res = st.result;
   if (res && res.kind === "forget_match") {
     if (st.mine && K.screen !== "forget-confirm") {
@@ -293,6 +295,7 @@ function applyState(st) {
     if (res.kind === "duplicate") sub = res.detail ? "Matches " + res.detail + "." : "This face is already enrolled. Ask the operator.";
     if (res.kind === "enroll_failed") sub = res.detail || "";
     if (res.kind === "not_live") sub = "Use your own face, not a photo or a screen.";
+    if (res.kind === "challenge_failed") sub = res.detail === "wrong_side" ? "That was the other side. Please try again." : "Please try again and turn your head as asked.";
     $("result-title").textContent = res.kind === "welcome" ? "Welcome, " + res.name : title;
     $("result-sub").textContent = sub;
     $("result-box").className = "result " + tone;
@@ -317,6 +320,10 @@ function applyState(st) {
     if (st.locked_s) {
       $("idle-title").textContent = "Please wait";
       $("idle-sub").textContent = "Too many unrecognized attempts. Recognition resumes in " + Math.ceil(st.locked_s) + " s.";
+    } else if (st.challenge) {
+      const c = st.challenge;
+      $("idle-title").textContent = c.turned ? "Now look back at the screen" : "Turn your head to your " + c.side.toUpperCase();
+      $("idle-sub").textContent = (c.turned ? "" : "Slowly, then look back at the screen. ") + Math.ceil(c.left_s) + " s left.";
     } else if (st.camera !== "ok") {
       $("idle-title").textContent = "Camera unavailable";
       $("idle-sub").textContent = "Please ask the operator.";
