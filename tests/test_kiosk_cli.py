@@ -62,6 +62,11 @@ def test_pin_invite_and_check(config: Path, models_ready: None) -> None:
     names = ("config", "model mtcnn", "liveness", "gallery", "state directory", "operator PIN")
     for name in (*names, "camera"):
         assert f"ok   {name}" in r.stdout
+    assert "ok   challenge: off" in r.stdout
+    with config.open("a") as f:
+        f.write('[verify]\nchallenge = "head_turn"\nchallenge_timeout_s = 10\n')
+    r = edgeface("kiosk", "--check", "--config", str(config))
+    assert r.returncode == 0 and "ok   challenge: head turn" in r.stdout and "10 s)" in r.stdout
     r = edgeface("kiosk", "invite", "Ada Lovelace", "--config", str(config), "--valid-hours", "2")
     assert r.returncode == 0, r.stderr
     code = r.stdout.split(":")[1].split("\n")[0].replace(" ", "")

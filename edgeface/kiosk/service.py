@@ -132,8 +132,9 @@ def build_engine(
 
 
 def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:
-    """``edgeface kiosk --check``: config, models, liveness, gallery key and file, state directory,
-    operator PIN, audit chain, one camera frame; one ``ok``/``FAIL`` line each."""
+    """``edgeface kiosk --check``: config, models, liveness, the head-turn challenge, gallery key
+    and file, state directory, operator PIN, audit chain, one camera frame; one ``ok``/``FAIL``
+    line each."""
     from edgeface.door.config import ActuatorConfig, DoorConfig
     from edgeface.door.health import check_audit
 
@@ -148,6 +149,17 @@ def run_checks(cfg: KioskConfig, *, camera: bool = True) -> list[CheckResult]:
     results += check_models(door_like)
     results.append(
         check_liveness_table(cfg.liveness, "photos and screens can be welcomed, enroll and forget")
+    )
+    ch = cfg.verify.challenge
+    results.append(
+        CheckResult(
+            "challenge",
+            True,
+            f"head turn to a random side after each match (yaw {ch.turn_yaw:.2f}, "
+            f"{ch.timeout_s:g} s)"
+            if ch.enabled
+            else 'off ([verify] challenge = "head_turn" asks for a head turn after a match)',
+        )
     )
 
     def gallery() -> str:
