@@ -12,12 +12,15 @@ attempt), so repeated replays run into the pause.
 
 The turn is read from the five landmarks (:func:`edgeface.gallery.quality.pose`): the nose
 moves towards the eye on the side the head turns to. A printed photo tilted about its vertical
-axis narrows the whole face evenly, so the nose stays between the eyes and the photo never
-"turns". The side is the person's own (their left is the image's right: the camera is not a
-mirror), so the instruction is the same whether or not the screen mirrors the preview.
+axis mostly narrows the face evenly, so the nose stays between the eyes; perspective moves it
+a little, and on a few photos as far as a turn (tests/test_kiosk_challenge.py measures it):
+prints remain the passive check's job. The side is the person's own (their left is the
+image's right: the camera is not a mirror), so the instruction is the same whether or not the
+screen mirrors the preview.
 
 What it does not stop: a live person wearing a mask, an interactive deepfake, a video that
-happens to turn the right way (one attempt in two; the lockout bounds the tries).
+happens to turn the right way (one attempt in two; the lockout bounds the tries), the few
+prints whose tilt moves the landmarks like a turn (when they also pass the passive check).
 """
 
 from __future__ import annotations
