@@ -83,7 +83,7 @@ class Kiosk:
             self.engine.process(f, self.seq, self.t)
             with self.engine._state:
                 r = self.engine.result
-                ch = self.engine._challenge
+                ch = self.challenge
             shown.append(
                 {
                     "result": None if r is None else (r.kind, r.detail),
@@ -91,6 +91,12 @@ class Kiosk:
                 }
             )
         return shown
+
+    @property
+    def challenge(self) -> Any:
+        """The challenge in progress (None when there is none)."""
+        pending = self.engine._pending
+        return None if pending is None else pending.challenge
 
     def records(self, event: str | None = None) -> list[dict[str, Any]]:
         lines = self.engine.audit.path.read_text().splitlines()
@@ -166,8 +172,8 @@ def test_a_tilted_photo_never_turns(make_kiosk: Any, photos: dict[str, np.ndarra
     k = make_kiosk(LEFT)
     front = photos["frontal"]
     k.feed([front, front])
-    assert k.engine._challenge is not None
-    baseline = k.engine._challenge.baseline
+    assert k.challenge is not None
+    baseline = k.challenge.baseline
     swing = [tilted(front, a) for a in (20, 40, 60, 40, 20, 0, -20, -40, -60, -40, -20, 0)]
     shown = k.feed(swing * 4)  # 9.6 s of waving the print, past the 8 s limit
     assert all(s["challenge"] == (LEFT, False) for s in shown[:30]), shown
@@ -231,7 +237,7 @@ def test_someone_else_cannot_finish_the_challenge(
     k = make_kiosk(LEFT)
     front, turn, other = photos["frontal"], photos["turned_left"], photos["stranger"]
     k.feed([front, front, turn])
-    ch = k.engine._challenge
+    ch = k.challenge
     assert ch is not None and ch.turned
     # a frontal stranger where his face was: it would do as "looking back" by pose alone
     from edgeface.gallery.quality import pose
@@ -249,9 +255,9 @@ def test_a_camera_that_stops_ends_the_challenge(
 ) -> None:
     k = make_kiosk(LEFT)
     k.feed([photos["frontal"]] * 2)
-    assert k.engine._challenge is not None
+    assert k.challenge is not None
     k.engine._expire(k.t + 8.1)  # no frame for 8 s: the recognition loop's timer ends it
-    assert k.engine._challenge is None and k.engine.result.kind == "challenge_failed"
+    assert k.challenge is None and k.engine.result.kind == "challenge_failed"
     assert k.records("verify_reject")[-1]["reason"] == "challenge_timeout"
 
 

@@ -68,12 +68,6 @@ class Step:
     yaw: float | None = None
 
 
-def side_of(yaw: float) -> str:
-    """The person's own side their head is turned to (positive yaw: the nose nears the eye on
-    the image's right, which is the person's left)."""
-    return LEFT if yaw > 0 else RIGHT
-
-
 def random_side() -> str:
     return secrets.choice(SIDES)
 
@@ -93,19 +87,18 @@ class HeadTurn:
         cfg: ChallengeConfig,
         *,
         identity_id: str,
-        name: str | None,
         face: Face,
         now: float,
         side: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.identity_id = identity_id
-        self.name = name
         self.side = side if side is not None else random_side()
         if self.side not in SIDES:
             raise ValueError(f"side must be one of {SIDES}, not {self.side!r}")
         self.deadline = now + cfg.timeout_s
         self.baseline = pose(face.landmarks)[0]
+        # yaw grows as the nose nears the eye on the image's right: the person's left
         self._sign = 1.0 if self.side == LEFT else -1.0
         self._last = face
         #: the yaw of the frame that completed the turn (None while it has not)

@@ -62,6 +62,7 @@ from edgeface.kiosk.challenge import HeadTurn, Status, random_side
 from edgeface.kiosk.config import KioskConfig
 from edgeface.kiosk.guidance import Guidance, guide
 from edgeface.recognition.pipeline import FaceEmbedder, FaceResult
+from edgeface.types import Face
 
 if TYPE_CHECKING:
     from edgeface.liveness import LivenessChecker
@@ -89,6 +90,16 @@ class Analyzer(Protocol):
     def choose(
         self, results: Sequence[FaceResult], image_shape: tuple[int, ...]
     ) -> FaceResult | None: ...
+
+
+@dataclass(frozen=True)
+class PendingWelcome:
+    """A k-of-n match waiting for its head-turn challenge: welcomed (with the match's audit
+    fields and votes) once the challenge passes."""
+
+    challenge: HeadTurn
+    match: Observation
+    votes: int
 
 
 @dataclass
@@ -201,9 +212,8 @@ class KioskEngine:
         self._reenroll_id: str | None = None
         self._forget_policy: DecisionPolicy | None = None
         self._forget_match: tuple[str, str, float] | None = None
-        #: the head-turn challenge after a match (``[verify] challenge``), and the match
-        self._challenge: HeadTurn | None = None
-        self._challenge_match: tuple[Observation, int] | None = None
+        #: a match waiting for its head-turn challenge (``[verify] challenge``)
+        self._pending: PendingWelcome | None = None
         self._challenge_side = challenge_side
         self.errors = 0
         # gallery copy for matching, reloaded when the file changes (door, CLI, ourselves)
@@ -414,9 +424,9 @@ class KioskEngine:
                 and now - self._forget_match[2] > FORGET_CONFIRM_S
             ):
                 self._to_verify(None)
-            challenge = self._challenge
-        if challenge is not None and now >= challenge.deadline:  # no frame came to end it
-            self._challenge_failed(challenge, "timeout", now)
+            pending = self._pending
+        if pending is not None and now >= pending.challenge.deadline:  # no frame came to end it
+            self._challenge_failed(pending, "timeout", now)
 
     def process(self, rgb: np.ndarray, seq: int, now: float) -> None:
         """One frame through whatever the current mode does with it."""
@@ -439,7 +449,7 @@ class KioskEngine:
         g = guide(rgb, faces, gates, min_face)
         with self._state:
             self.guidance = g
-        if mode == VERIFY and self._challenge is not None:
+        if mode == VERIFY and self._pending is not None:
             self._challenge_step(rgb, faces, now)
         elif mode == VERIFY:
             self._verify(rgb, faces, now)
@@ -494,11 +504,13 @@ class KioskEngine:
                 self.locked_until = ev.until
 
     def _verify(self, rgb: np.ndarray, faces: list[FaceResult], now: float) -> None:
-        obs = self.observe(rgb, faces)
+        chosen = self.pipeline.choose(faces, rgb.shape)
+        obs = self._observe_chosen(rgb, chosen)
         d = self.policy.observe(obs, now)
         show = self.cfg.verify.result_s
         if d.verdict is Verdict.UNLOCK and self.cfg.verify.challenge.enabled:
-            self._start_challenge(rgb, faces, obs, d.votes, now)
+            assert chosen is not None  # the policy matched this frame's face
+            self._start_challenge(chosen.face, obs, d.votes, now)
         elif d.verdict is Verdict.UNLOCK:
             self._welcome(obs, d.votes, now)
         elif d.verdict is Verdict.SPOOF:
@@ -516,58 +528,57 @@ class KioskEngine:
 
     # --- head-turn challenge (optional) ---------------------------------------------------
 
-    def _start_challenge(
-        self, rgb: np.ndarray, faces: list[FaceResult], obs: Observation, votes: int, now: float
-    ) -> None:
-        chosen = self.pipeline.choose(faces, rgb.shape)
-        assert chosen is not None and obs.identity_id is not None  # the policy matched it
+    def _start_challenge(self, face: Face, obs: Observation, votes: int, now: float) -> None:
+        assert obs.identity_id is not None  # the policy matched it
         ch = HeadTurn(
             self.cfg.verify.challenge,
             identity_id=obs.identity_id,
-            name=obs.name,
-            face=chosen.face,
+            face=face,
             now=now,
             side=self._challenge_side(),
         )
         with self._state:
-            self._challenge, self._challenge_match = ch, (obs, votes)
+            self._pending = PendingWelcome(ch, obs, votes)
         # the policy's unlock becomes the challenge: voting starts afresh (after the usual
         # cooldown) once the challenge and its result are over
         self.policy.force_lock(now)
         self.audit.append("challenge_start", side=ch.side, identity_id=ch.identity_id)
 
     def _challenge_step(self, rgb: np.ndarray, faces: list[FaceResult], now: float) -> None:
-        ch, match = self._challenge, self._challenge_match
-        if ch is None or match is None:
+        pending = self._pending
+        if pending is None:
             return
+        ch = pending.challenge
         chosen = self.pipeline.choose(faces, rgb.shape)
         obs = self._observe_chosen(rgb, chosen)
         live = obs.live if self.liveness is not None else None
-        fields = {k: v for k, v in self._fields(obs).items() if k.startswith("liveness")}
         same = obs.identity_id == ch.identity_id
         step = ch.step(chosen.face if chosen is not None else None, live, now, same=same)
         if step.status is Status.PASSED:
             with self._state:
-                self._challenge = self._challenge_match = None
-            yaw = round(float(ch.turned_yaw or 0.0), 3)
-            self._welcome(match[0], match[1], now, challenge=ch.side, turned_yaw=yaw)
+                self._pending = None
+            turned = round(float(ch.turned_yaw or 0.0), 3)
+            self._welcome(pending.match, pending.votes, now, challenge=ch.side, turned_yaw=turned)
         elif step.status is Status.FAILED:
-            self._challenge_failed(ch, step.reason, now, yaw=step.yaw, **fields)
+            fields = {k: v for k, v in self._fields(obs).items() if k.startswith("liveness")}
+            if step.yaw is not None:
+                fields["yaw"] = round(step.yaw, 3)
+            self._challenge_failed(pending, step.reason, now, **fields)
 
-    def _challenge_failed(self, ch: HeadTurn, why: str, now: float, **fields: Any) -> None:
+    def _challenge_failed(
+        self, pending: PendingWelcome, why: str, now: float, **fields: Any
+    ) -> None:
         """A failed challenge is a failed attempt: audited, shown, counted for the lockout."""
         with self._state:
-            if self._challenge is not ch:  # already ended (a frame and the timer raced)
+            if self._pending is not pending:  # already ended
                 return
-            self._challenge = self._challenge_match = None
+            self._pending = None
             kind = "not_live" if why == "spoof" else "challenge_failed"
             self.result = Result(kind, now + self.cfg.verify.result_s, detail=why)
-        extra = {k: v for k, v in fields.items() if v is not None}
-        if isinstance(extra.get("yaw"), float):
-            extra["yaw"] = round(extra["yaw"], 3)
+        ch = pending.challenge
         reason = "spoof" if why == "spoof" else f"challenge_{why}"
         self._rejected(
-            now, None, "verify_reject", reason, identity_id=ch.identity_id, side=ch.side, **extra
+            now, None, "verify_reject", reason, identity_id=ch.identity_id, side=ch.side, **fields
         )
 
     # --- enroll ---------------------------------------------------------------------------
@@ -576,7 +587,7 @@ class KioskEngine:
         if self.mode != VERIFY and self.owner != token:
             raise ModeBusy("the kiosk is busy with another person; try again in a minute")
         self.mode, self.owner, self.result = mode, token, None
-        self._challenge = self._challenge_match = None
+        self._pending = None
         self.policy.reset()
 
     def _to_verify(self, result: Result | None) -> None:
@@ -585,7 +596,7 @@ class KioskEngine:
         self._capture = []
         self._forget_match = None
         self._forget_policy = None
-        self._challenge = self._challenge_match = None
+        self._pending = None
         self.policy.reset()
 
     def start_enroll(
@@ -768,7 +779,7 @@ class KioskEngine:
         now = self.clock()
         with self._state:
             r = self.result if self.result is not None and now < self.result.until else None
-            ch = self._challenge
+            pending = self._pending
             return {
                 "mode": self.mode,
                 "mine": self.owner is not None and self.owner == token,
@@ -786,7 +797,7 @@ class KioskEngine:
                 "camera_fps": round(self.camera_rate.per_s(), 1),
                 "recognition_fps": round(self.recognition_rate.per_s(), 1),
                 "identities": len(self.gallery),
-                "challenge": None if ch is None else challenge_state(ch, now),
+                "challenge": None if pending is None else challenge_state(pending.challenge, now),
             }
 
 
